@@ -85,6 +85,8 @@ class Settings:
     validate_cpu_s: float = 20.0
     validate_memory_bytes: int = 1024 * MIB
     data_dir: Path = Path("var")
+    log_format: str = "auto"
+    log_level: str = "INFO"
 
     @property
     def sandbox_wanted(self) -> bool:
@@ -133,6 +135,10 @@ class Settings:
                 "FAXD_VALIDATE_MEMORY_BYTES", 1024 * MIB, minimum=64 * MIB
             ),
             data_dir=r.path("FAXD_DATA_DIR") or Path("var"),
+            log_format=r.choice("FAXD_LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_level=r.choice(
+                "FAXD_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
         )
         if settings.poll_max_s < settings.poll_initial_s:
             raise ConfigError(
@@ -241,7 +247,9 @@ class _Reader:
         try:
             number = int(value.replace("_", ""))
         except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {value!r}.") from None
+            raise ConfigError(
+                f"{name} must be a whole number, got {value!r}."
+            ) from None
         if number < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {number}.")
         return number
@@ -257,8 +265,17 @@ class _Reader:
                 f"{name} must be a number of seconds (fractions allowed), got {value!r}."
             ) from None
         if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-            raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}.")
+            raise ConfigError(
+                f"{name} must be a positive number of seconds, got {value!r}."
+            )
         return number
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._raw(name) or default
+        for option in allowed:
+            if value.lower() == option.lower():
+                return option
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self._raw(name)
@@ -269,4 +286,6 @@ class _Reader:
             return True
         if lowered in {"0", "false", "no", "off"}:
             return False
-        raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {value!r}.")
+        raise ConfigError(
+            f"{name} must be 1/0, true/false, yes/no or on/off, got {value!r}."
+        )

@@ -10,6 +10,7 @@
     │   │   └── SipgateNotFound   404 on a history entry (may be brief after creation)
     │   └── SipgateTransient      network, timeout, 5xx, 429: retry with backoff
     ├── JobStateError             an illegal job transition: a bug   (illegal_transition)
+    ├── ConflictError             a request clashes with an earlier one (idempotency_conflict)
     └── StoreError                the job store (Redis) failed or a job is missing
 
 Every instance carries ``code`` (a key of :data:`CODES`, stable once released: the API,
@@ -23,6 +24,7 @@ __all__ = [
     "CODES",
     "ConfigError",
     "FaxError",
+    "ConflictError",
     "JobStateError",
     "SipgateError",
     "SipgateNotFound",
@@ -81,6 +83,8 @@ CODES: dict[str, str] = {
     "job_not_found": "caller",
     "store_unavailable": "operator",
     "idempotency_conflict": "caller",
+    "job_not_cancellable": "caller",
+    "document_gone": "caller",
 }
 
 
@@ -169,6 +173,12 @@ class JobStateError(FaxError):
     """Raised on a job transition the state table forbids; nothing was written."""
 
     code = "illegal_transition"
+
+
+class ConflictError(FaxError):
+    """Raised when an idempotency key is reused for a different request."""
+
+    code = "idempotency_conflict"
 
 
 class StoreError(FaxError):

@@ -1,0 +1,22 @@
+"""The dramatiq side of faxd: the broker and the actors.
+
+``dramatiq workers`` and ``faxd worker`` both import this package. Importing it reads
+the settings once, builds the broker from them (``faxd.queue``), makes it dramatiq's
+broker, and declares the actors on it. Actors call one core step each
+(``faxd.delivery``) and enqueue what that step says comes next.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from faxd.config import Settings
+from faxd.queue import make_broker
+
+settings = Settings.from_env()
+broker = make_broker(settings)
+dramatiq.set_broker(broker)
+
+from workers.actors import poll_fax, submit_fax  # noqa: E402  (needs the broker set)
+
+__all__ = ["broker", "poll_fax", "settings", "submit_fax"]

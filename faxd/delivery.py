@@ -1,0 +1,493 @@
+"""Delivery decisions: what one submit or poll step does, and what comes next.
+
+The dramatiq actors in ``workers/`` are thin: each calls :meth:`Delivery.submit` or
+:meth:`Delivery.poll` once and enqueues the :class:`Step` it returns (a delayed
+message, never a sleeping thread). Everything here is idempotent: a step that finds
+the job already moved on does nothing, so redelivered or duplicated messages are
+harmless.
+
+Exactly-once rests on three rules (SIPGATE_API.md 2.3):
+
+1. ``submitting`` (attempt number and time) is stored before every POST.
+2. A job found in ``submitting`` had a POST whose outcome is unknown. It is looked
+   up in sipgate's history (outgoing faxes of the line to the recipient since the
+   attempt, skipping ids other jobs own) and adopted if found; only after
+   ``retry_max_s`` of finding nothing is it posted again.
+3. At most one unresolved POST per recipient: a job does not post while another
+   job to the same number is ``submitting`` (the actors also hold a per-recipient
+   dramatiq concurrency limiter around the step), so a history match is exact.
+
+The PDF stays in Redis until the job is final so a FAILED transmission can be sent
+again with a fresh POST (sipgate's resend call gives no id to follow); it is
+dropped when the job is sent and kept for the retention time when it failed, so
+``faxd retry`` can resend it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from faxd.config import Settings
+from faxd.errors import (
+    SipgateError,
+    SipgateNotFound,
+    SipgateRejected,
+    SipgateTransient,
+)
+from faxd.jobs import FaxJob, JobState, JobStore, Transmission
+from faxd.numbers import mask
+from faxd.queue import POLL_ACTOR, SUBMIT_ACTOR
+from faxd.sipgate import HistoryEntry, SipgateClient
+
+__all__ = ["Delivery", "Step", "next_poll_delay_s", "retry_delay_s"]
+
+log = structlog.get_logger("faxd.delivery")
+
+#: sipgate's history may lag behind a POST; look this far back for a lost send.
+HISTORY_LOOKBACK_S = 300.0
+#: The first retry after a transient error waits about this long, then doubles.
+RETRY_BASE_S = 1.0
+#: Factor by which poll delays grow after the first poll.
+POLL_BACKOFF = 2.0
+#: Jitter spreads polls and retries of many jobs so they do not arrive together.
+JITTER = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The next message to send: an actor name, a delay, and its arguments."""
+
+    actor: str
+    delay_s: float
+    args: tuple[Any, ...]
+
+
+def next_poll_delay_s(
+    poll_no: int, pages: int, settings: Settings, rng: random.Random
+) -> float:
+    """Delay before poll number ``poll_no`` (0 is the first after submission).
+
+    The first poll comes when the fax can plausibly be done (pages x the per-page
+    estimate); later ones start at ``poll_initial_s`` and back off by a factor.
+    Every delay gets +-10 % jitter and stays within [poll_initial_s, poll_max_s].
+    """
+    if poll_no <= 0:
+        base = max(1, pages) * settings.per_page_estimate_s
+    else:
+        base = settings.poll_initial_s * POLL_BACKOFF ** (poll_no - 1)
+    delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
+    return min(settings.poll_max_s, max(settings.poll_initial_s, delay))
+
+
+def retry_delay_s(
+    attempt: int,
+    settings: Settings,
+    rng: random.Random,
+    retry_after_s: float | None = None,
+) -> float:
+    """Exponential backoff with jitter for attempt ``attempt`` (1-based).
+
+    Honours a ``Retry-After`` hint, and never waits longer than ``retry_max_s``.
+    """
+    base = RETRY_BASE_S * 2 ** max(0, attempt - 1)
+    delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return min(settings.retry_max_s, delay)
+
+
+class Delivery:
+    """Runs submit and poll steps against one job store and one sipgate client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        client: SipgateClient,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.rng = rng or random.Random()
+        self.clock = clock
+
+    # -- submit --------------------------------------------------------------
+
+    def submit(self, job_id: str) -> Step | None:
+        """Post the job's PDF to sipgate, or resolve an earlier unknown POST."""
+        job = self.store.find(job_id)
+        if job is None:
+            log.warning("submit_job_missing", job_id=job_id)
+            return None
+        if job.state == JobState.ACCEPTED:
+            return self._first_post(job)
+        if job.state == JobState.SUBMITTING:
+            return self._resolve_unknown(job)
+        log.info("submit_skipped", job_id=job_id, state=str(job.state))
+        return None
+
+    def _first_post(self, job: FaxJob) -> Step | None:
+        pdf = self.store.pdf(job.id)
+        if pdf is None:
+            self._fail(
+                job,
+                "document_gone",
+                "The document is no longer stored (expired or lost); submit it again.",
+                expect={JobState.ACCEPTED},
+            )
+            return None
+        busy = self._other_unresolved(job)
+        if busy is not None:
+            log.info("submit_deferred_recipient_busy", job_id=job.id, other=busy)
+            return Step(SUBMIT_ACTOR, self.settings.poll_initial_s, (job.id,))
+        now = self.clock()
+        moved = self.store.transition(
+            job.id,
+            JobState.SUBMITTING,
+            event="submitting",
+            expect={JobState.ACCEPTED},
+            detail={"attempt": job.attempts + 1},
+            attempts=job.attempts + 1,
+            attempt_at=now,
+            post_unknown_since=None,
+            error_code="",
+            error_message="",
+        )
+        if moved is None:
+            return None  # another worker moved first (cancel, duplicate message)
+        return self._post(moved, pdf)
+
+    def _post(self, job: FaxJob, pdf: bytes) -> Step | None:
+        log.info(
+            "fax_posting",
+            job_id=job.id,
+            attempt=job.attempts,
+            recipient=mask(job.recipient),
+            pages=job.pages,
+        )
+        try:
+            session_id = self.client.send_fax(job.recipient, pdf, f"faxd-{job.id}.pdf")
+        except SipgateRejected as exc:
+            self._fail(job, exc.code, exc.message, expect={JobState.SUBMITTING})
+            return None
+        except SipgateTransient as exc:
+            return self._post_transient(job, exc)
+        except SipgateError as exc:  # a malformed answer: the fax may exist
+            return self._post_transient(
+                job, SipgateTransient(exc.message, status=exc.status, maybe_sent=True)
+            )
+        return self._accepted_by_sipgate(job, session_id, event="fax_submitted")
+
+    def _post_transient(self, job: FaxJob, exc: SipgateTransient) -> Step:
+        delay = retry_delay_s(job.attempts, self.settings, self.rng, exc.retry_after_s)
+        if not exc.maybe_sent:
+            # Provably nothing reached sipgate: back to accepted, re-post is safe.
+            self.store.transition(
+                job.id,
+                JobState.ACCEPTED,
+                event="post_not_delivered",
+                expect={JobState.SUBMITTING},
+                detail={"status": exc.status, "retry_in_s": round(delay, 3)},
+                error_code=exc.code,
+                error_message=exc.message,
+            )
+            log.warning(
+                "fax_post_retry", job_id=job.id, status=exc.status, delay_s=delay
+            )
+            return Step(SUBMIT_ACTOR, delay, (job.id,))
+        self.store.update(
+            job.id,
+            lambda j: (
+                dataclasses.replace(
+                    j,
+                    post_unknown_since=j.post_unknown_since or j.attempt_at,
+                    error_code=exc.code,
+                    error_message=exc.message,
+                )
+                if j.state == JobState.SUBMITTING and not j.session_id
+                else None
+            ),
+            event="post_outcome_unknown",
+            detail={"status": exc.status},
+        )
+        log.warning(
+            "fax_post_outcome_unknown", job_id=job.id, status=exc.status, delay_s=delay
+        )
+        return Step(SUBMIT_ACTOR, delay, (job.id,))
+
+    def _resolve_unknown(self, job: FaxJob) -> Step | None:
+        """A POST of this job may have reached sipgate: look before posting again."""
+        attempt_at = job.attempt_at or job.updated_at
+        try:
+            entries = self.client.find_faxes(
+                since=_utc(attempt_at - HISTORY_LOOKBACK_S), target=job.recipient
+            )
+        except SipgateTransient as exc:
+            delay = retry_delay_s(
+                job.attempts, self.settings, self.rng, exc.retry_after_s
+            )
+            log.warning("reconcile_retry", job_id=job.id, delay_s=delay)
+            return Step(SUBMIT_ACTOR, delay, (job.id,))
+        except SipgateError as exc:
+            self._fail(job, exc.code, exc.message, expect={JobState.SUBMITTING})
+            return None
+        mine = {t.session_id for t in job.transmissions}
+        candidates = sorted(
+            (
+                e
+                for e in entries
+                if e.id not in mine
+                and self.store.owner_of_session(e.id) in (None, job.id)
+            ),
+            key=lambda e: (e.created.timestamp() if e.created else 0.0, e.id),
+        )
+        if candidates:
+            found = candidates[0]
+            if len(candidates) > 1:
+                log.warning(
+                    "reconcile_several_matches",
+                    job_id=job.id,
+                    adopted=found.id,
+                    others=[c.id for c in candidates[1:]],
+                )
+            return self._accepted_by_sipgate(
+                job, found.id, event="fax_adopted", entry=found
+            )
+        waited = self.clock() - attempt_at
+        grace = self.settings.retry_max_s
+        if waited < grace:
+            delay = min(
+                grace - waited, retry_delay_s(job.attempts, self.settings, self.rng)
+            )
+            log.info("reconcile_wait", job_id=job.id, waited_s=round(waited, 3))
+            return Step(SUBMIT_ACTOR, max(delay, 0.05), (job.id,))
+        pdf = self.store.pdf(job.id)
+        if pdf is None:
+            self._fail(
+                job,
+                "document_gone",
+                "The document is no longer stored (expired or lost); submit it again.",
+                expect={JobState.SUBMITTING},
+            )
+            return None
+        reposted = self.store.update(
+            job.id,
+            lambda j: (
+                dataclasses.replace(j, attempts=j.attempts + 1, attempt_at=self.clock())
+                if j.state == JobState.SUBMITTING and j.attempts == job.attempts
+                else None
+            ),
+            event="repost_after_unknown",
+            detail={"attempt": job.attempts + 1, "waited_s": round(waited, 3)},
+        )
+        if reposted is None:
+            return None
+        log.warning("fax_reposting", job_id=job.id, attempt=reposted.attempts)
+        return self._post(reposted, pdf)
+
+    def _accepted_by_sipgate(
+        self,
+        job: FaxJob,
+        session_id: str,
+        *,
+        event: str,
+        entry: HistoryEntry | None = None,
+    ) -> Step | None:
+        now = self.clock()
+        number = len(job.transmissions) + 1
+        status = (
+            entry.fax_status if entry is not None and entry.fax_status else "PENDING"
+        )
+        moved = self.store.transition(
+            job.id,
+            JobState.SUBMITTED,
+            event=event,
+            expect={JobState.SUBMITTING},
+            detail={"session_id": session_id, "transmission": number},
+            session_id=session_id,
+            provider_status=status,
+            submitted_at=now,
+            post_unknown_since=None,
+            transmissions=(*job.transmissions, Transmission(number, session_id, now)),
+            poll_seq=job.poll_seq + 1,
+            error_code="",
+            error_message="",
+        )
+        if moved is None:
+            return None
+        log.info("fax_submitted", job_id=job.id, session_id=session_id, via=event)
+        delay = next_poll_delay_s(0, moved.pages, self.settings, self.rng)
+        return Step(POLL_ACTOR, delay, (job.id, moved.poll_seq))
+
+    def _other_unresolved(self, job: FaxJob) -> str | None:
+        for other in self.store.list(JobState.SUBMITTING, limit=10_000):
+            if other.id != job.id and other.recipient == job.recipient:
+                return other.id
+        return None
+
+    # -- poll ----------------------------------------------------------------
+
+    def poll(self, job_id: str, seq: int) -> Step | None:
+        """One GET of the fax's history entry; returns the next poll or nothing."""
+        job = self.store.find(job_id)
+        if job is None or job.state != JobState.SUBMITTED or job.poll_seq != seq:
+            return None  # finished, moved on, or a stale duplicate poll
+        now = self.clock()
+        since = now - (job.submitted_at or job.updated_at)
+        try:
+            entry = self.client.get_history_entry(job.session_id)
+        except SipgateNotFound:
+            if since < max(self.settings.retry_max_s, 3 * self.settings.poll_max_s):
+                return self._next_poll(job, "", event="poll_not_found_yet")
+            self._fail(
+                job,
+                "provider_lost",
+                f"sipgate no longer knows fax {job.session_id}; the outcome is unknown, "
+                "check the sipgate web app before sending it again.",
+                expect={JobState.SUBMITTED},
+            )
+            return None
+        except SipgateError as exc:
+            log.warning("poll_error", job_id=job.id, code=exc.code, status=exc.status)
+            return self._next_poll(job, "", event="poll_error", error=exc)
+        status = entry.fax_status
+        if status == "SENT":
+            self._finish_transmission(job, JobState.SENT, status, event="fax_sent")
+            log.info("fax_sent", job_id=job.id, polls=job.polls + 1)
+            return None
+        if status == "FAILED":
+            return self._transmission_failed(job)
+        if since > self.settings.poll_deadline_s:
+            self._fail(
+                job,
+                "poll_deadline",
+                f"sipgate still reports {status or 'no status'} after "
+                f"{self.settings.poll_deadline_s:g} s; check the fax in the sipgate "
+                "web app.",
+                expect={JobState.SUBMITTED},
+                provider_status=status,
+            )
+            return None
+        if status not in {"PENDING", "SENDING", "SCHEDULED"}:
+            log.warning("poll_unknown_status", job_id=job.id, status=status)
+        return self._next_poll(job, status, event="polled")
+
+    def _next_poll(
+        self,
+        job: FaxJob,
+        status: str,
+        *,
+        event: str,
+        error: SipgateError | None = None,
+    ) -> Step | None:
+        def change(j: FaxJob) -> FaxJob | None:
+            if j.state != JobState.SUBMITTED or j.poll_seq != job.poll_seq:
+                return None
+            return dataclasses.replace(
+                j,
+                poll_seq=j.poll_seq + 1,
+                polls=j.polls + 1,
+                provider_status=status or j.provider_status,
+            )
+
+        detail: dict[str, Any] = {}
+        if error is not None:
+            detail = {"code": error.code, "status": error.status}
+        updated = self.store.update(job.id, change, event=event, detail=detail)
+        if updated is None:
+            return None
+        delay = next_poll_delay_s(updated.polls, job.pages, self.settings, self.rng)
+        if isinstance(error, SipgateTransient) and error.retry_after_s:
+            delay = min(self.settings.retry_max_s, max(delay, error.retry_after_s))
+        return Step(POLL_ACTOR, delay, (job.id, updated.poll_seq))
+
+    def _transmission_failed(self, job: FaxJob) -> Step | None:
+        used = len(job.transmissions)
+        if used < self.settings.max_transmissions:
+            moved = self._finish_transmission(
+                job,
+                JobState.ACCEPTED,
+                "FAILED",
+                event="transmission_failed",
+                error_code="fax_failed",
+                error_message=(
+                    f"Transmission {used} failed (busy, no answer or a fax error); "
+                    f"trying again in {self.settings.resend_delay_s:g} s."
+                ),
+                session_id="",
+            )
+            if moved is None:
+                return None
+            log.warning("fax_transmission_failed", job_id=job.id, transmission=used)
+            return Step(SUBMIT_ACTOR, self.settings.resend_delay_s, (job.id,))
+        self._finish_transmission(
+            job,
+            JobState.FAILED,
+            "FAILED",
+            event="fax_failed",
+            error_code="fax_failed",
+            error_message=(
+                f"sipgate could not deliver the fax in {used} transmission(s) "
+                "(busy, no answer or not a fax machine); check the number and retry."
+            ),
+        )
+        log.warning("fax_failed", job_id=job.id, transmissions=used)
+        return None
+
+    def _finish_transmission(
+        self, job: FaxJob, state: JobState, status: str, *, event: str, **changes: Any
+    ) -> FaxJob | None:
+        now = self.clock()
+        done = tuple(
+            dataclasses.replace(t, status=status, finished_at=now)
+            if t.session_id == job.session_id
+            else t
+            for t in job.transmissions
+        )
+        if state in (JobState.SENT, JobState.FAILED):
+            changes.setdefault("finished_at", now)
+        return self.store.transition(
+            job.id,
+            state,
+            event=event,
+            expect={JobState.SUBMITTED},
+            provider_status=status,
+            transmissions=done,
+            **changes,
+        )
+
+    def _fail(
+        self,
+        job: FaxJob,
+        code: str,
+        message: str,
+        *,
+        expect: set[JobState],
+        **changes: Any,
+    ) -> None:
+        self.store.transition(
+            job.id,
+            JobState.FAILED,
+            event="failed",
+            expect=expect,
+            error_code=code,
+            error_message=message,
+            finished_at=self.clock(),
+            **changes,
+        )
+        log.error("fax_job_failed", job_id=job.id, code=code)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

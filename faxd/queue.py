@@ -1,0 +1,90 @@
+"""The dramatiq broker built from Settings, the actor names, and ``enqueue()``.
+
+faxd enqueues work by actor *name* and never imports ``workers``; ``workers`` imports
+this module to get the same broker, queue and names. Redelivery after a worker dies
+rests on dramatiq's Redis heartbeats: a worker silent for ``redeliver_after_s`` is
+dead, and queue maintenance (run on a share of broker commands, see
+``MAINTENANCE_CHANCE``) moves its unacknowledged messages back to the queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from faxd.config import Settings
+
+__all__ = [
+    "CALLBACK_ACTOR",
+    "POLL_ACTOR",
+    "QUEUE",
+    "SUBMIT_ACTOR",
+    "enqueue",
+    "make_broker",
+]
+
+QUEUE = "faxd"
+SUBMIT_ACTOR = "submit_fax"
+POLL_ACTOR = "poll_fax"
+CALLBACK_ACTOR = "deliver_callback"
+NAMESPACE = "faxd-dramatiq"
+
+#: Out of dramatiq's scale of 1,000,000 broker commands, how many also run queue
+#: maintenance (requeueing the messages of dead workers). Idle workers fetch about
+#: once a second per queue, so 1 in 20 keeps redelivery within a few seconds of the
+#: heartbeat timeout; the check itself is one ZRANGEBYSCORE when nobody died.
+MAINTENANCE_CHANCE = 50_000
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    """A Redis broker whose dead-worker detection follows FAXD_REDELIVER_AFTER."""
+    broker = RedisBroker(
+        url=settings.redis_url,
+        namespace=NAMESPACE,
+        heartbeat_timeout=int(settings.redeliver_after_s * 1000),
+        maintenance_chance=MAINTENANCE_CHANCE,
+        middleware=[
+            AgeLimit(),
+            TimeLimit(time_limit=int(max(settings.http_timeout_s * 4, 120) * 1000)),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(
+                max_retries=50,
+                min_backoff=1000,
+                max_backoff=int(settings.retry_max_s * 1000),
+            ),
+            CurrentMessage(),
+        ],
+    )
+    broker.declare_queue(QUEUE)
+    return broker
+
+
+def enqueue(
+    broker: dramatiq.Broker,
+    actor_name: str,
+    *args: Any,
+    delay_s: float | None = None,
+) -> None:
+    """Send a message to ``actor_name`` on the faxd queue, optionally delayed."""
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=QUEUE,
+        actor_name=actor_name,
+        args=args,
+        kwargs={},
+        options={},
+    )
+    delay_ms = None if delay_s is None or delay_s <= 0 else int(delay_s * 1000)
+    broker.enqueue(message, delay=delay_ms)

@@ -1,0 +1,320 @@
+"""Delivery steps against real Redis and the sandbox, driven step by step.
+
+No dramatiq here: each test runs the Step that submit/poll return, advancing the
+sandbox clock and the delivery clock by the step's delay instead of sleeping. The
+worker tests in tests/workers/ run the same code under real dramatiq workers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from faxd.config import Settings
+from faxd.delivery import Delivery, Step, next_poll_delay_s, retry_delay_s
+from faxd.demo import text_pdf
+from faxd.intake import cancel, submit
+from faxd.jobs import FaxJob, JobState, JobStore
+from faxd.queue import SUBMIT_ACTOR, make_broker
+from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox
+from faxd.sipgate import SipgateClient
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Rig:
+    """A sandbox with a frozen clock, a store, and a Delivery sharing one fake time."""
+
+    def __init__(self, redis_url: str, **env: str) -> None:
+        self.sandbox = Sandbox(pending_s=1.0, per_page_s=2.0, time_scale=0, hang_s=1.0)
+        self.sandbox.start()
+        base = {
+            "REDIS_URL": redis_url,
+            "SIPGATE_BASE_URL": self.sandbox.base_url,
+            "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
+            "SIPGATE_TOKEN": DEMO_TOKEN,
+            "SIPGATE_FAXLINE_ID": DEMO_FAXLINE_ID,
+            "FAXD_POLL_INITIAL": "1",
+            "FAXD_POLL_MAX": "8",
+            "FAXD_PER_PAGE_ESTIMATE": "2",
+            "FAXD_RETRY_MAX": "10",
+            "FAXD_RESEND_DELAY": "5",
+            "FAXD_POLL_DEADLINE": "120",
+            "FAXD_HTTP_TIMEOUT": "0.5",
+        }
+        base.update(env)
+        self.settings = Settings.from_env(base)
+        self.store = JobStore.from_settings(self.settings)
+        self.broker = make_broker(self.settings)
+        self.client = SipgateClient(self.settings)
+        self.clock = Clock()
+        self.delivery = Delivery(
+            self.settings,
+            self.store,
+            self.client,
+            rng=random.Random(7),
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.broker.close()
+        self.store.close()
+        self.sandbox.stop()
+
+    def new_job(self, to: str = "+49301234567", pages: int = 1) -> FaxJob:
+        job = submit(
+            text_pdf(f"job to {to}", str(random.random()), pages=pages),
+            to,
+            settings=self.settings,
+            store=self.store,
+            broker=self.broker,
+        )
+        assert job.state == JobState.ACCEPTED, job.error_message
+        return job
+
+    def drive(self, step: Step | None, limit: int = 60) -> list[Step]:
+        """Run steps until none is left, moving both clocks by each delay."""
+        taken: list[Step] = []
+        while step is not None:
+            taken.append(step)
+            assert len(taken) <= limit, f"no end after {limit} steps: {taken[-3:]}"
+            self.clock.now += step.delay_s
+            self.sandbox.advance(step.delay_s)
+            if step.actor == SUBMIT_ACTOR:
+                step = self.delivery.submit(*step.args)
+            else:
+                step = self.delivery.poll(*step.args)
+        return taken
+
+    def run_job(self, job: FaxJob) -> tuple[FaxJob, list[Step]]:
+        steps = self.drive(Step(SUBMIT_ACTOR, 0, (job.id,)))
+        return self.store.get(job.id), steps
+
+    def posts(self, job: FaxJob) -> list[dict[str, Any]]:
+        return [f for f in self.sandbox.faxes() if f["filename"] == f"faxd-{job.id}.pdf"]
+
+
+@pytest.fixture
+def rig(redis_url: str) -> Iterator[Rig]:
+    r = Rig(redis_url)
+    yield r
+    r.close()
+
+
+def test_poll_delays_are_bounded_and_start_at_the_estimate() -> None:
+    """First poll ~ pages x estimate; later ones back off within [initial, max]."""
+    s = Settings.from_env(
+        {"FAXD_POLL_INITIAL": "1", "FAXD_POLL_MAX": "8", "FAXD_PER_PAGE_ESTIMATE": "2"}
+    )
+    rng = random.Random(0)
+    assert 5.4 <= next_poll_delay_s(0, 3, s, rng) <= 6.6
+    delays = [next_poll_delay_s(n, 3, s, rng) for n in range(1, 10)]
+    assert all(1 <= d <= 8 for d in delays)
+    assert delays[-1] == 8
+
+
+def test_retry_delay_honours_retry_after_and_cap() -> None:
+    """Backoff doubles, honours Retry-After, and never exceeds FAXD_RETRY_MAX."""
+    s = Settings.from_env({"FAXD_RETRY_MAX": "10"})
+    rng = random.Random(0)
+    assert 0.9 <= retry_delay_s(1, s, rng) <= 1.1
+    assert 3.6 <= retry_delay_s(3, s, rng) <= 4.4
+    assert retry_delay_s(2, s, rng, retry_after_s=7) == 7
+    assert retry_delay_s(20, s, rng) == 10
+    assert retry_delay_s(1, s, rng, retry_after_s=99) == 10
+
+
+def test_happy_path_sends_once_and_polls_few_times(rig: Rig) -> None:
+    """A 3-page fax: one POST, sent, at most 4 GETs, a full event history."""
+    job = rig.new_job(pages=3)
+    done, steps = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert done.provider_status == "SENT"
+    assert len(rig.posts(job)) == 1
+    assert rig.sandbox.stats().get("GET /history/{id}", 0) <= 4
+    events = [e["event"] for e in rig.store.events(job.id)]
+    assert events[:3] == ["created", "submitting", "fax_submitted"]
+    assert events[-1] == "fax_sent"
+    assert rig.store.pdf(job.id) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "sipgate_bad_request"),
+        (401, "sipgate_auth"),
+        (402, "sipgate_payment"),
+        (403, "sipgate_forbidden"),
+        (407, "sipgate_number_rejected"),
+    ],
+)
+def test_permanent_errors_fail_the_job(rig: Rig, status: int, code: str) -> None:
+    """A permanent API answer ends the job failed with its code, nothing re-posted."""
+    rig.sandbox.inject(path="/sessions/fax", status=status)
+    job = rig.new_job()
+    done, steps = rig.run_job(job)
+    assert done.state == JobState.FAILED
+    assert done.error_code == code
+    assert rig.sandbox.stats().get("POST /sessions/fax") == 1
+    assert rig.store.pdf(job.id) is not None  # kept for `faxd retry`
+
+
+def test_429_is_not_sent_and_reposted(rig: Rig) -> None:
+    """429 means nothing was sent: back to accepted, re-posted, sent once."""
+    rig.sandbox.inject(path="/sessions/fax", status=429, retry_after=3, times=2)
+    job = rig.new_job()
+    done, steps = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert len(rig.posts(job)) == 1
+    assert steps[1].delay_s >= 3  # Retry-After honoured
+    assert "post_not_delivered" in [e["event"] for e in rig.store.events(job.id)]
+
+
+@pytest.mark.parametrize("how", ["reset", "500", "timeout"])
+def test_accepted_but_reply_lost_is_adopted(rig: Rig, how: str) -> None:
+    """sipgate created the fax but the answer was lost: found in history, not re-sent."""
+    rig.sandbox.inject(path="/sessions/fax", accept_then=how, times=1)
+    job = rig.new_job()
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert len(rig.posts(job)) == 1
+    events = [e["event"] for e in rig.store.events(job.id)]
+    assert "post_outcome_unknown" in events and "fax_adopted" in events
+
+
+def test_unknown_outcome_with_nothing_sent_reposts_after_grace(rig: Rig) -> None:
+    """A 503 that created nothing: history is empty, so after the grace it re-posts."""
+    rig.sandbox.inject(path="/sessions/fax", status=503, times=1)
+    job = rig.new_job()
+    done, steps = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert len(rig.posts(job)) == 1
+    events = [e["event"] for e in rig.store.events(job.id)]
+    assert "repost_after_unknown" in events
+    waited = sum(s.delay_s for s in steps[: steps.index(steps[-1])])
+    assert waited >= rig.settings.retry_max_s
+
+
+def test_crash_after_post_before_record_is_adopted(rig: Rig) -> None:
+    """A worker that died right after POSTing left 'submitting': the fax is adopted."""
+    job = rig.new_job()
+    rig.store.transition(
+        job.id, JobState.SUBMITTING, event="submitting", attempts=1,
+        attempt_at=rig.clock.now,
+    )  # fmt: skip
+    pdf = rig.store.pdf(job.id)
+    assert pdf is not None
+    rig.client.send_fax(job.recipient, pdf, f"faxd-{job.id}.pdf")  # then "died"
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert len(rig.posts(job)) == 1
+
+
+def test_adoption_skips_faxes_other_jobs_own(rig: Rig) -> None:
+    """Another job's fax to the same number is never adopted; this one is re-posted."""
+    other = rig.new_job()
+    rig.run_job(other)
+    job = rig.new_job()
+    rig.store.transition(
+        job.id, JobState.SUBMITTING, event="submitting", attempts=1,
+        attempt_at=rig.clock.now,
+    )  # fmt: skip
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert done.session_id != rig.store.get(other.id).session_id
+    assert len(rig.posts(job)) == 1
+
+
+def test_failed_transmission_is_resent_then_sent(rig: Rig) -> None:
+    """FAILED once: a second transmission is posted and the job ends sent."""
+    rig.sandbox.inject(path="/sessions/fax", fail_transmissions=1)
+    job = rig.new_job()
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert [t.status for t in done.transmissions] == ["FAILED", "SENT"]
+    assert len(rig.posts(job)) == 2
+
+
+def test_failed_until_limit_ends_failed(rig: Rig) -> None:
+    """Always FAILED: exactly FAXD_MAX_TRANSMISSIONS posts, then failed (fax_failed)."""
+    rig.sandbox.inject(path="/sessions/fax", outcome="FAILED")
+    job = rig.new_job()
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.FAILED
+    assert done.error_code == "fax_failed"
+    assert len(rig.posts(job)) == rig.settings.max_transmissions == 3
+    assert len(done.transmissions) == 3
+
+
+def test_new_entry_404_is_retried(rig: Rig) -> None:
+    """A history entry that 404s for a while after creation is polled again."""
+    rig.sandbox.inject(path="/sessions/fax", visible_after_s=6)
+    job = rig.new_job()
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.SENT
+    assert "poll_not_found_yet" in [e["event"] for e in rig.store.events(job.id)]
+
+
+def test_vanished_entry_ends_provider_lost(rig: Rig) -> None:
+    """An entry that stays gone past the grace ends failed with provider_lost."""
+    rig.sandbox.inject(path="/sessions/fax", vanish_after_s=0.5)
+    job = rig.new_job(pages=5)
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.FAILED
+    assert done.error_code == "provider_lost"
+    assert len(rig.posts(job)) == 1
+
+
+def test_poll_deadline(rig: Rig) -> None:
+    """A fax that never becomes final ends failed with poll_deadline."""
+    rig.sandbox.inject(path="/sessions/fax", scheduled_s=10_000)
+    job = rig.new_job()
+    done, steps = rig.run_job(job)
+    assert done.state == JobState.FAILED
+    assert done.error_code == "poll_deadline"
+    assert done.provider_status == "SCHEDULED"
+
+
+def test_cancelled_job_is_never_posted(rig: Rig) -> None:
+    """A job cancelled before its submit step runs sends nothing."""
+    job = rig.new_job()
+    cancel(job.id, store=rig.store)
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.CANCELLED
+    assert rig.sandbox.faxes() == []
+
+
+def test_duplicate_and_stale_messages_do_nothing(rig: Rig) -> None:
+    """Re-running submit or an old poll after the job moved on changes nothing."""
+    job = rig.new_job()
+    first = rig.delivery.submit(job.id)
+    assert first is not None
+    assert rig.delivery.submit(job.id) is None  # duplicate submit message
+    rig.drive(first)
+    assert rig.delivery.poll(job.id, 1) is None  # stale poll
+    assert len(rig.posts(job)) == 1
+    assert rig.store.get(job.id).state == JobState.SENT
+
+
+def test_busy_recipient_defers(rig: Rig) -> None:
+    """While one job to a number is unresolved, another to it waits instead of posting."""
+    first = rig.new_job()
+    rig.store.transition(
+        first.id, JobState.SUBMITTING, event="submitting", attempt_at=rig.clock.now
+    )
+    second = rig.new_job()
+    step = rig.delivery.submit(second.id)
+    assert step is not None and step.actor == SUBMIT_ACTOR
+    assert rig.store.get(second.id).state == JobState.ACCEPTED
+    assert rig.sandbox.faxes() == []

@@ -279,18 +279,9 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import dramatiq.cli
+    from faxd.supervisor import run_workers
 
-    argv = [
-        "workers",
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-        "--worker-shutdown-timeout",
-        str(int(args.shutdown_timeout * 1000)),
-    ]
-    return int(dramatiq.cli.main(dramatiq.cli.make_argument_parser().parse_args(argv)))
+    return run_workers(args)
 
 
 def cmd_sandbox(argv: list[str]) -> int:

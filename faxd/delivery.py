@@ -134,6 +134,12 @@ class Delivery:
             return self._first_post(job)
         if job.state == JobState.SUBMITTING:
             return self._resolve_unknown(job)
+        if job.state == JobState.SUBMITTED:
+            # A redelivered submit whose worker died before enqueueing the first
+            # poll: issue it again. If it was enqueued after all, the two polls
+            # carry the same sequence number and the second one does nothing.
+            delay = next_poll_delay_s(0, job.pages, self.settings, self.rng)
+            return Step(POLL_ACTOR, delay, (job.id, job.poll_seq))
         log.info("submit_skipped", job_id=job_id, state=str(job.state))
         return None
 
@@ -341,8 +347,10 @@ class Delivery:
     def poll(self, job_id: str, seq: int) -> Step | None:
         """One GET of the fax's history entry; returns the next poll or nothing."""
         job = self.store.find(job_id)
-        if job is None or job.state != JobState.SUBMITTED or job.poll_seq != seq:
-            return None  # finished, moved on, or a stale duplicate poll
+        if job is None or job.is_final:
+            return None
+        if job.state != JobState.SUBMITTED or job.poll_seq != seq:
+            return self._after_stale_poll(job, seq)
         now = self.clock()
         since = now - (job.submitted_at or job.updated_at)
         try:
@@ -382,6 +390,23 @@ class Delivery:
         if status not in {"PENDING", "SENDING", "SCHEDULED"}:
             log.warning("poll_unknown_status", job_id=job.id, status=status)
         return self._next_poll(job, status, event="polled")
+
+    def _after_stale_poll(self, job: FaxJob, seq: int) -> Step | None:
+        """A poll that does not match the job: a duplicate, or the last one alive.
+
+        Each step writes the job before enqueueing its follow-up, so a worker
+        killed between the two leaves a redelivered message one sequence behind
+        the job and no follow-up at all. Re-issue the follow-up the job's state
+        calls for; should the original exist after all, the copy finds its
+        sequence taken, or the job moved on, and ends there.
+        """
+        if seq != job.poll_seq - 1 and job.state == JobState.SUBMITTED:
+            return None  # an older duplicate: the chain is alive elsewhere
+        if job.state == JobState.SUBMITTED:
+            return Step(POLL_ACTOR, self.settings.poll_initial_s, (job.id, job.poll_seq))
+        if seq == job.poll_seq:  # back to accepted for another transmission
+            return Step(SUBMIT_ACTOR, self.settings.resend_delay_s, (job.id,))
+        return None
 
     def _next_poll(
         self,

@@ -244,14 +244,45 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.demo:
             threading.Thread(target=_demo, args=(env, stop), daemon=True).start()
         print("faxd: running; press Ctrl-C to stop.", file=sys.stderr, flush=True)
-        while not stop.is_set():
-            for child in children:
-                _revive(child)
-            stop.wait(0.5)
+        _supervise(children, stop)
         return 0
     finally:
         for child in reversed(children):
             child.stop(timeout=35.0)
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    """``faxd worker``: dramatiq's own CLI as a child, restarted when it dies."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    child = Child(
+        "dramatiq",
+        [
+            sys.executable, "-m", "dramatiq", "workers",
+            "--processes", str(args.processes),
+            "--threads", str(args.threads),
+            "--worker-shutdown-timeout", str(int(args.shutdown_timeout * 1000)),
+        ],
+        dict(os.environ),
+    )  # fmt: skip
+    child.start()
+    try:
+        _supervise([child], stop)
+    finally:
+        child.stop(timeout=args.shutdown_timeout + 5)
+    return 0
+
+
+def _supervise(children: list[Child], stop: threading.Event) -> None:
+    while not stop.is_set():
+        for child in children:
+            _revive(child)
+        stop.wait(0.5)
 
 
 def _revive(child: Child) -> None:

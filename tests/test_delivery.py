@@ -300,8 +300,10 @@ def test_duplicate_and_stale_messages_do_nothing(rig: Rig) -> None:
     job = rig.new_job()
     first = rig.delivery.submit(job.id)
     assert first is not None
-    assert rig.delivery.submit(job.id) is None  # duplicate submit message
+    dup = rig.delivery.submit(job.id)  # duplicate submit message: same poll, no POST
+    assert dup is not None and dup.args == first.args
     rig.drive(first)
+    assert rig.drive(dup) == [dup]  # ran once, found the job final, ended
     assert rig.delivery.poll(job.id, 1) is None  # stale poll
     assert len(rig.posts(job)) == 1
     assert rig.store.get(job.id).state == JobState.SENT
@@ -318,3 +320,31 @@ def test_busy_recipient_defers(rig: Rig) -> None:
     assert step is not None and step.actor == SUBMIT_ACTOR
     assert rig.store.get(second.id).state == JobState.ACCEPTED
     assert rig.sandbox.faxes() == []
+
+
+def test_poll_redelivered_after_lost_follow_up_reissues_it(rig: Rig) -> None:
+    """A poll one sequence behind (its follow-up lost in a crash) restarts the chain."""
+    job = rig.new_job(pages=2)
+    step = rig.delivery.submit(job.id)
+    assert step is not None
+    rig.clock.now += 1
+    rig.sandbox.advance(1)
+    follow = rig.delivery.poll(*step.args)  # the job's seq moved on...
+    assert follow is not None  # ...and this follow-up is "lost" in a crash
+    again = rig.delivery.poll(*step.args)  # the redelivered original message
+    assert again is not None and again.args == follow.args
+    rig.drive(again)
+    assert rig.store.get(job.id).state == JobState.SENT
+    assert rig.delivery.poll(*step.args) is None  # the final job ignores it
+
+
+def test_submit_redelivered_after_lost_first_poll_reissues_it(rig: Rig) -> None:
+    """A submit redelivered after the job was submitted issues the first poll again."""
+    job = rig.new_job()
+    step = rig.delivery.submit(job.id)  # its poll "lost"
+    assert step is not None
+    again = rig.delivery.submit(job.id)
+    assert again is not None and again.args == step.args
+    rig.drive(again)
+    assert rig.store.get(job.id).state == JobState.SENT
+    assert len(rig.posts(job)) == 1

@@ -260,8 +260,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     from faxd.intake import cancel
 
-    with _services(settings) as (store, _broker):
-        job = cancel(args.id, store=store)
+    with _services(settings) as (store, broker):
+        job = cancel(args.id, store=store, broker=broker)
         _emit(_status_obj(job, None)) if args.json else print(_job_line(job))
     return EX_OK
 

@@ -20,7 +20,7 @@ from faxd.config import Settings
 from faxd.errors import FaxError, StoreError, ValidationError
 from faxd.jobs import FaxJob, JobState, JobStore, new_job_id
 from faxd.numbers import mask, to_e164
-from faxd.queue import SUBMIT_ACTOR, enqueue
+from faxd.queue import CALLBACK_ACTOR, SUBMIT_ACTOR, enqueue
 from faxd.validation import validate_pdf
 
 __all__ = ["cancel", "retry", "submit"]
@@ -127,8 +127,13 @@ def submit(
         structlog.contextvars.unbind_contextvars("job_id")
 
 
-def cancel(job_id: str, *, store: JobStore) -> FaxJob:
-    """Cancel a job that sipgate does not have yet; raise FaxError otherwise."""
+def cancel(
+    job_id: str, *, store: JobStore, broker: dramatiq.Broker | None = None
+) -> FaxJob:
+    """Cancel a job that sipgate does not have yet; raise FaxError otherwise.
+
+    With a broker, a job that has a ``callback_url`` gets its callback queued.
+    """
     job = store.transition(
         job_id,
         JobState.CANCELLED,
@@ -146,6 +151,8 @@ def cancel(job_id: str, *, store: JobStore) -> FaxJob:
             "job_not_cancellable",
         )
     log.info("job_cancelled", job_id=job_id)
+    if broker is not None and job.callback_url:
+        enqueue(broker, CALLBACK_ACTOR, job.id)
     return job
 
 

@@ -23,7 +23,7 @@ from faxd import log as faxlog
 from faxd.config import Settings
 from faxd.delivery import Delivery, Step
 from faxd.jobs import JobStore
-from faxd.queue import POLL_ACTOR, QUEUE, SUBMIT_ACTOR, enqueue
+from faxd.queue import CALLBACK_ACTOR, POLL_ACTOR, QUEUE, SUBMIT_ACTOR, enqueue
 from faxd.sipgate import SipgateClient
 
 __all__ = ["poll_fax", "submit_fax"]
@@ -90,9 +90,15 @@ def _ctx() -> _Context:
         return _context
 
 
-def _follow(step: Step | None) -> None:
+def _follow(step: Step | None, job_id: str) -> None:
+    """Enqueue the next step; when there is none and the job ended, its callback."""
+    broker = dramatiq.get_broker()
     if step is not None:
-        enqueue(dramatiq.get_broker(), step.actor, *step.args, delay_s=step.delay_s)
+        enqueue(broker, step.actor, *step.args, delay_s=step.delay_s)
+        return
+    job = _ctx().store.find(job_id)
+    if job is not None and job.is_final and job.callback_url:
+        enqueue(broker, CALLBACK_ACTOR, job_id)
 
 
 @dramatiq.actor(actor_name=SUBMIT_ACTOR, queue_name=QUEUE)
@@ -109,14 +115,14 @@ def submit_fax(job_id: str) -> None:
             raise_on_failure=False
         ) as mine:
             if not mine:
-                _follow(Step(SUBMIT_ACTOR, LIMITER_RETRY_S, (job_id,)))
+                _follow(Step(SUBMIT_ACTOR, LIMITER_RETRY_S, (job_id,)), job_id)
                 return
             with ctx.sends_limiter().acquire(raise_on_failure=False) as slot:
                 if not slot:
-                    _follow(Step(SUBMIT_ACTOR, LIMITER_RETRY_S, (job_id,)))
+                    _follow(Step(SUBMIT_ACTOR, LIMITER_RETRY_S, (job_id,)), job_id)
                     return
                 step = ctx.delivery().submit(job_id)
-        _follow(step)
+        _follow(step, job_id)
     finally:
         structlog.contextvars.unbind_contextvars("job_id")
 
@@ -127,6 +133,6 @@ def poll_fax(job_id: str, seq: int) -> None:
     ctx = _ctx()
     structlog.contextvars.bind_contextvars(job_id=job_id)
     try:
-        _follow(ctx.delivery().poll(job_id, seq))
+        _follow(ctx.delivery().poll(job_id, seq), job_id)
     finally:
         structlog.contextvars.unbind_contextvars("job_id")

@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import redis
 import structlog
 
 from faxd.config import Settings
-from faxd.errors import ConfigError
+from faxd.errors import ConfigError, FaxError
 
 __all__ = ["run"]
 
@@ -60,7 +60,9 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env)
+        # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
+        # which then stops the children in order.
+        self.proc = subprocess.Popen(self.argv, env=self.env, process_group=0)
         self.started_at = time.monotonic()
         log.info("child_started", child=self.name, pid=self.proc.pid)
 
@@ -142,6 +144,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SANDBOX_POLLING = {"FAXD_PER_PAGE_ESTIMATE": "2", "FAXD_POLL_INITIAL": "1"}
+
+
 def _sandbox(children: list[Child], env: dict[str, str]) -> dict[str, str]:
     from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID
 
@@ -159,6 +164,10 @@ def _sandbox(children: list[Child], env: dict[str, str]) -> dict[str, str]:
 
     _wait_until(up, "the sandbox")
     print(BANNER.format(url=url), file=sys.stderr, flush=True)
+    # The sandbox transmits a page in about 2 s, not sipgate's 30-60 s: poll to
+    # match, unless the operator chose otherwise.
+    for name, value in SANDBOX_POLLING.items():
+        env.setdefault(name, value)
     return {
         "SIPGATE_BASE_URL": url,
         "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
@@ -169,8 +178,6 @@ def _sandbox(children: list[Child], env: dict[str, str]) -> dict[str, str]:
 
 def _demo(env: dict[str, str], stop: threading.Event) -> None:
     """Send one demo fax and print its story until it is final."""
-    from faxd.demo import DEMO_RECIPIENT, text_pdf
-    from faxd.intake import submit
     from faxd.jobs import JobStore
     from faxd.queue import make_broker
 
@@ -178,32 +185,45 @@ def _demo(env: dict[str, str], stop: threading.Event) -> None:
     store = JobStore.from_settings(settings)
     broker = make_broker(settings)
     try:
-        pdf = text_pdf("faxd demo fax", f"sent {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        job = submit(
-            pdf, DEMO_RECIPIENT, settings=settings, store=store, broker=broker,
-            source="demo", filename="demo.pdf",
-        )  # fmt: skip
-        print(f"demo: queued job {job.id} for {DEMO_RECIPIENT}", file=sys.stderr)
-        seen = 0
-        while not stop.is_set():
-            events = store.events(job.id)
-            for e in events[seen:]:
-                status = f" ({e['provider_status']})" if "provider_status" in e else ""
-                print(f"demo: {e['at']} {e['event']} -> {e['state']}{status}",
-                      file=sys.stderr, flush=True)  # fmt: skip
-            seen = len(events)
-            current = store.get(job.id)
-            if current.is_final:
-                print(
-                    f"demo: job {job.id} is {current.state}. Try: faxd status {job.id}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return
-            store.follow("$", block_ms=1000)
+        _demo_story(settings, store, broker, stop)
+    except FaxError as exc:  # Redis went away as we stopped: nothing to tell
+        if not stop.is_set():
+            print(f"demo: {exc.message}", file=sys.stderr)
     finally:
         broker.close()
         store.close()
+
+
+def _demo_story(
+    settings: Settings, store: Any, broker: Any, stop: threading.Event
+) -> None:
+    from faxd.demo import DEMO_RECIPIENT, text_pdf
+    from faxd.intake import submit
+
+    pdf = text_pdf("faxd demo fax", f"sent {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    job = submit(
+        pdf, DEMO_RECIPIENT, settings=settings, store=store, broker=broker,
+        source="demo", filename="demo.pdf",
+    )  # fmt: skip
+    print(f"demo: queued job {job.id} for {DEMO_RECIPIENT}", file=sys.stderr)
+    seen = 0
+    while not stop.is_set():
+        events = store.events(job.id)
+        for e in events[seen:]:
+            status = f" ({e['provider_status']})" if "provider_status" in e else ""
+            print(f"demo: {e['at']} {e['event']} -> {e['state']}{status}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        seen = len(events)
+        current = store.get(job.id)
+        if current.is_final:
+            print(
+                f"demo: job {job.id} is {current.state}. "
+            f"Try: REDIS_URL={settings.redis_url} faxd status {job.id}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        store.follow("$", block_ms=1000)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from faxd.errors import ConfigError
 
@@ -52,7 +53,7 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:  # pickling would be a way to print it
+    def __reduce__(self) -> str | tuple[Any, ...]:  # pickling would be a way to print it
         raise TypeError("Secret values cannot be pickled")
 
 

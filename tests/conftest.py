@@ -115,3 +115,30 @@ def _reset_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+# The sandbox fixtures (appended; imports kept here with the fixtures they serve).
+from faxd.config import Settings  # noqa: E402
+from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox  # noqa: E402
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A sipgate sandbox on 127.0.0.1 (fast clock: 0.2 s pending, 0.2 s per page)."""
+    server = Sandbox(pending_s=0.2, per_page_s=0.2, seed=0)
+    server.start("127.0.0.1", 0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox_settings(sandbox: Sandbox) -> Settings:
+    """Settings pointing at the sandbox fixture with its demo credentials and line."""
+    return Settings.from_env(
+        {
+            "SIPGATE_BASE_URL": sandbox.base_url,
+            "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
+            "SIPGATE_TOKEN": DEMO_TOKEN,
+            "SIPGATE_FAXLINE_ID": DEMO_FAXLINE_ID,
+        }
+    )

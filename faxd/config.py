@@ -69,6 +69,7 @@ class Settings:
     hotfolder: Path | None = None
     default_region: str | None = "DE"
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
+    callback_secret: Secret = field(default_factory=lambda: Secret(""), repr=False)
     max_pdf_bytes: int = 20 * MIB
     max_pages: int = 200
     flatten_forms: bool = False
@@ -117,6 +118,7 @@ class Settings:
                 for t in r.text("FAXD_API_TOKENS", "").split(",")
                 if t.strip()
             ),
+            callback_secret=Secret(r.text("FAXD_CALLBACK_SECRET", "")),
             max_pdf_bytes=r.integer("FAXD_MAX_PDF_BYTES", 20 * MIB, minimum=1),
             max_pages=r.integer("FAXD_MAX_PAGES", 200, minimum=1),
             flatten_forms=r.boolean("FAXD_FLATTEN_FORMS", False),

@@ -61,6 +61,9 @@ CODES: dict[str, str] = {
     "number_personal": "caller",
     "number_pager": "caller",
     "number_voicemail": "caller",
+    # hot folder (caller)
+    "no_recipient": "caller",  # no sidecar "to", number subfolder or number_ prefix
+    "sidecar_invalid": "caller",  # NAME.json is not a JSON object
     # sipgate answers
     "sipgate_bad_request": "us",  # 400: we built a bad body
     "sipgate_auth": "operator",  # 401
@@ -85,6 +88,18 @@ CODES: dict[str, str] = {
     "idempotency_conflict": "caller",
     "job_not_cancellable": "caller",
     "document_gone": "caller",
+    # the intake API (faxd.api)
+    "auth_required": "caller",  # 401: no bearer token
+    "auth_invalid": "caller",  # 401: a token that is not configured
+    "auth_unconfigured": "operator",  # 503: FAXD_API_TOKENS is empty
+    "request_too_large": "caller",  # 413: the body exceeds the upload limit
+    "unsupported_media_type": "caller",  # 415
+    "request_malformed": "caller",  # 400: bad JSON, bad base64, missing fields
+    "request_invalid": "caller",  # 400: a parameter of the wrong type or range
+    "callback_url_invalid": "caller",  # 400: callback_url is not http(s)
+    "route_not_found": "caller",  # 404: no such path
+    "method_not_allowed": "caller",  # 405
+    "internal_error": "us",  # 500: a bug; the traceback is in the log
 }
 
 

@@ -9,6 +9,7 @@ dead, and queue maintenance (run on a share of broker commands, see
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dramatiq
@@ -32,6 +33,8 @@ __all__ = [
     "SUBMIT_ACTOR",
     "enqueue",
     "make_broker",
+    "queue_depth",
+    "workers_seen",
 ]
 
 QUEUE = "faxd"
@@ -70,6 +73,26 @@ def make_broker(settings: Settings) -> RedisBroker:
     )
     broker.declare_queue(QUEUE)
     return broker
+
+
+def workers_seen(client: Any, within_s: float) -> int:
+    """Worker processes that fetched from Redis in the last ``within_s`` seconds.
+
+    dramatiq's Redis broker scores each worker id by the time (ms) of its last
+    fetch in ``<namespace>:__heartbeats__``.
+    """
+    since_ms = (time.time() - within_s) * 1000
+    return int(client.zcount(f"{NAMESPACE}:__heartbeats__", since_ms, "+inf"))
+
+
+def queue_depth(client: Any) -> dict[str, int]:
+    """Messages waiting in the faxd queue and in its delay queue."""
+    names = (QUEUE, f"{QUEUE}.DQ")
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hlen(f"{NAMESPACE}:{name}.msgs")
+        counts = pipe.execute()
+    return {n: int(c) for n, c in zip(names, counts, strict=True)}
 
 
 def enqueue(

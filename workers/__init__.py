@@ -20,5 +20,6 @@ broker.add_middleware(ConsumerWatchdog())
 dramatiq.set_broker(broker)
 
 from workers.actors import poll_fax, submit_fax  # noqa: E402  (needs the broker set)
+from workers.callbacks import deliver_callback  # noqa: E402  (needs the broker set)
 
-__all__ = ["broker", "poll_fax", "settings", "submit_fax"]
+__all__ = ["broker", "deliver_callback", "poll_fax", "settings", "submit_fax"]

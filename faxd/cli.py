@@ -284,6 +284,20 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return run_workers(args)
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from faxd.api import serve
+
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    return serve(settings, host, port)
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from watch_inbox import main_run
+
+    return main_run(settings, Path(args.folder) if args.folder else None, args.poll)
+
+
 def cmd_sandbox(argv: list[str]) -> int:
     from faxd import sandbox
 
@@ -354,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--threads", type=int, default=8)
     w.add_argument("--shutdown-timeout", type=float, default=30.0)
 
+    a = sub.add_parser("api", help="serve the HTTP intake API (uvicorn)")
+    a.add_argument("--host", help="FAXD_API_HOST, default 127.0.0.1")
+    a.add_argument("--port", type=int, help="FAXD_API_PORT, default 8025")
+
+    wa = sub.add_parser("watch", help="watch a hot folder and send what is dropped")
+    wa.add_argument("--folder", help="FAXD_HOTFOLDER")
+    wa.add_argument("--poll", action="store_true", help="poll (network filesystems)")
+
     sub.add_parser("sandbox", help="run the sipgate-compatible sandbox", add_help=False)
 
     run = sub.add_parser("run", help="run everything on this box")
@@ -371,6 +393,8 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "retry": cmd_retry,
     "worker": cmd_worker,
+    "api": cmd_api,
+    "watch": cmd_watch,
     "run": cmd_run,
 }
 

@@ -70,6 +70,8 @@ class Settings:
     default_region: str | None = "DE"
     api_tokens: tuple[Secret, ...] = field(default=(), repr=False)
     callback_secret: Secret = field(default_factory=lambda: Secret(""), repr=False)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8025
     max_pdf_bytes: int = 20 * MIB
     max_pages: int = 200
     flatten_forms: bool = False
@@ -119,6 +121,8 @@ class Settings:
                 if t.strip()
             ),
             callback_secret=Secret(r.text("FAXD_CALLBACK_SECRET", "")),
+            api_host=r.text("FAXD_API_HOST", "127.0.0.1"),
+            api_port=r.integer("FAXD_API_PORT", 8025, minimum=0),
             max_pdf_bytes=r.integer("FAXD_MAX_PDF_BYTES", 20 * MIB, minimum=1),
             max_pages=r.integer("FAXD_MAX_PAGES", 200, minimum=1),
             flatten_forms=r.boolean("FAXD_FLATTEN_FORMS", False),

@@ -7,7 +7,9 @@ It starts what is missing and supervises the rest:
   unix socket in ``FAXD_DATA_DIR/redis``. An explicit ``REDIS_URL`` that does not
   answer is an error: silently using another Redis would split a multi-host setup.
 - sipgate: with no credentials, the built-in sandbox, announced loudly.
-- the dramatiq workers (``faxd worker``), restarted if they die.
+- the dramatiq workers (``faxd worker``), restarted if they die;
+- the hot-folder watcher when ``FAXD_HOTFOLDER`` is set, and the HTTP API when
+  ``FAXD_API_TOKENS`` is set (on ``FAXD_API_HOST``:``FAXD_API_PORT``).
 
 SIGTERM or SIGINT stops the children in reverse order and waits for them.
 """
@@ -261,6 +263,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         )  # fmt: skip
         worker.start()
         children.append(worker)
+        if settings.hotfolder is not None:
+            children.append(Child("watch", _faxd("watch"), env))
+            children[-1].start()
+        if settings.api_tokens:
+            children.append(Child("api", _faxd("api"), env))
+            children[-1].start()
+        else:
+            log.info("api_not_started", reason="FAXD_API_TOKENS is not set")
         if args.demo:
             threading.Thread(target=_demo, args=(env, stop), daemon=True).start()
         print("faxd: running; press Ctrl-C to stop.", file=sys.stderr, flush=True)

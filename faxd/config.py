@@ -29,7 +29,10 @@ _TOKEN_ID_SHAPE = re.compile(r"^token-[A-Za-z0-9]{6}$")
 
 
 class Secret:
-    """A string that never prints. Call :meth:`reveal` where the value is really needed."""
+    """A string that never prints.
+
+    Call :meth:`reveal` where the value is really needed.
+    """
 
     __slots__ = ("_value",)
 
@@ -53,7 +56,9 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> str | tuple[Any, ...]:  # pickling would be a way to print it
+    def __reduce__(
+        self,
+    ) -> str | tuple[Any, ...]:  # pickling would be a way to print it
         raise TypeError("Secret values cannot be pickled")
 
 
@@ -104,7 +109,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate the settings; raise :class:`ConfigError` naming the variable."""
+        """Read and validate the settings.
+
+        Raise :class:`ConfigError` naming the variable.
+        """
         e = dict(os.environ if env is None else env)
         r = _Reader(e)
         settings = cls(
@@ -191,7 +199,8 @@ def _warn_about_credential_shape(s: Settings) -> None:
         uuid.UUID(s.sipgate_token.reveal())
     except ValueError:
         warnings.warn(
-            "SIPGATE_TOKEN does not look like a sipgate token (a UUID); using it anyway.",
+            "SIPGATE_TOKEN does not look like a sipgate token (a UUID); "
+            "using it anyway.",
             stacklevel=3,
         )
 
@@ -269,7 +278,8 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise ConfigError(
-                f"{name} must be a number of seconds (fractions allowed), got {value!r}."
+                f"{name} must be a number of seconds (fractions allowed), "
+                f"got {value!r}."
             ) from None
         if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
             raise ConfigError(

@@ -97,7 +97,7 @@ def retry_delay_s(
 
     Honours a ``Retry-After`` hint, and never waits longer than ``retry_max_s``.
     """
-    base = RETRY_BASE_S * 2 ** max(0, attempt - 1)
+    base: float = RETRY_BASE_S * 2 ** max(0, attempt - 1)  # int ** int types as Any
     delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
@@ -361,8 +361,8 @@ class Delivery:
             self._fail(
                 job,
                 "provider_lost",
-                f"sipgate no longer knows fax {job.session_id}; the outcome is unknown, "
-                "check the sipgate web app before sending it again.",
+                f"sipgate no longer knows fax {job.session_id}; the outcome is "
+                "unknown, check the sipgate web app before sending it again.",
                 expect={JobState.SUBMITTED},
             )
             return None
@@ -403,7 +403,9 @@ class Delivery:
         if seq != job.poll_seq - 1 and job.state == JobState.SUBMITTED:
             return None  # an older duplicate: the chain is alive elsewhere
         if job.state == JobState.SUBMITTED:
-            return Step(POLL_ACTOR, self.settings.poll_initial_s, (job.id, job.poll_seq))
+            return Step(
+                POLL_ACTOR, self.settings.poll_initial_s, (job.id, job.poll_seq)
+            )
         if seq == job.poll_seq:  # back to accepted for another transmission
             return Step(SUBMIT_ACTOR, self.settings.resend_delay_s, (job.id,))
         return None

@@ -30,8 +30,9 @@ def text_pdf(*lines: str, pages: int = 1) -> bytes:
         text.append(f"(page {n + 1} of {pages}) Tj")
         stream = ("BT /F1 14 Tf 72 770 Td " + " ".join(text) + " ET").encode("latin-1")
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_ids[n] + 1} 0 R >>".encode()
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+            "/Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {page_ids[n] + 1} 0 R >>".encode()
         )
         objects.append(
             b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"

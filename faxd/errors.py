@@ -3,14 +3,15 @@
 ::
 
     FaxError                      root of every error faxd raises deliberately
-    ├── ConfigError               the operator's settings are wrong      (config_invalid)
-    ├── ValidationError           intake refuses a document or number    (not_pdf, ...)
+    ├── ConfigError               the operator's settings are wrong    (config_invalid)
+    ├── ValidationError           intake refuses a document or number  (not_pdf, ...)
     ├── SipgateError              the fax API said no or could not be reached
     │   ├── SipgateRejected       permanent: retrying the same call cannot help
     │   │   └── SipgateNotFound   404 on a history entry (may be brief after creation)
     │   └── SipgateTransient      network, timeout, 5xx, 429: retry with backoff
-    ├── JobStateError             an illegal job transition: a bug   (illegal_transition)
-    ├── ConflictError             a request clashes with an earlier one (idempotency_conflict)
+    ├── JobStateError             an illegal job transition: a bug (illegal_transition)
+    ├── ConflictError             a request clashes with an earlier one
+    │                             (idempotency_conflict)
     └── StoreError                the job store (Redis) failed or a job is missing
 
 Every instance carries ``code`` (a key of :data:`CODES`, stable once released: the API,
@@ -23,8 +24,8 @@ from __future__ import annotations
 __all__ = [
     "CODES",
     "ConfigError",
-    "FaxError",
     "ConflictError",
+    "FaxError",
     "JobStateError",
     "SipgateError",
     "SipgateNotFound",
@@ -150,7 +151,10 @@ class SipgateError(FaxError):
 
 
 class SipgateRejected(SipgateError):
-    """Raised on a permanent refusal (400, 401, 402, 403, 404, 407, 415): do not retry."""
+    """Raised on a permanent refusal (400, 401, 402, 403, 404, 407, 415).
+
+    Do not retry.
+    """
 
     code = "sipgate_unexpected"
 

@@ -163,7 +163,8 @@ def retry(
     old = store.get(job_id)
     if old.state not in (JobState.FAILED, JobState.CANCELLED):
         raise FaxError(
-            f"Job {job_id} is {old.state}; only failed or cancelled jobs can be retried.",
+            f"Job {job_id} is {old.state}; "
+            "only failed or cancelled jobs can be retried.",
             "job_not_cancellable",
         )
     pdf = store.pdf(job_id)

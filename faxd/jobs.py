@@ -27,6 +27,7 @@ Redis errors stop here: they become :class:`faxd.errors.StoreError`.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import time
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, cast
 
 import redis
 
@@ -56,6 +57,10 @@ KEY_PREFIX = "faxd:"
 EVENTS_STREAM = "faxd:events"
 EVENTS_STREAM_MAXLEN = 100_000
 _WATCH_RETRIES = 50
+
+# The client is built without ``decode_responses``, so Redis replies are bytes; the
+# casts below say so, as redis-py can only type them ``bytes | str``.
+_XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 class JobState(StrEnum):
@@ -163,7 +168,7 @@ class FaxJob:
 
     def public(self) -> dict[str, Any]:
         """The record as plain data for CLI/API output (no PDF, recipient in full)."""
-        data = json.loads(self.to_json())
+        data: dict[str, Any] = json.loads(self.to_json())
         data["created"] = _iso(self.created_at)
         data["updated"] = _iso(self.updated_at)
         data["code"] = self.error_code or None
@@ -260,7 +265,7 @@ class JobStore:
 
     def pdf(self, job_id: str) -> bytes | None:
         with self._redis_errors():
-            data = self.r.get(pdf_key(job_id))
+            data = cast("bytes | None", self.r.get(pdf_key(job_id)))
         return None if data is None else bytes(data)
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
@@ -279,7 +284,10 @@ class JobStore:
         index = ALL_INDEX if state is None else state_index_key(state)
         top: float | str = "+inf" if before is None else f"({before}"
         with self._redis_errors():
-            ids = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=limit)
+            ids = cast(
+                list[bytes],
+                self.r.zrevrangebyscore(index, top, "-inf", start=0, num=limit),
+            )
             raws = self.r.mget([job_key(i.decode()) for i in ids]) if ids else []
         jobs: list[FaxJob] = []
         stale: list[bytes] = []
@@ -304,15 +312,18 @@ class JobStore:
 
     def owner_of_session(self, session_id: str) -> str | None:
         with self._redis_errors():
-            raw = self.r.get(session_owner_key(session_id))
+            raw = cast("bytes | None", self.r.get(session_owner_key(session_id)))
         return None if raw is None else raw.decode()
 
     def follow(
         self, last_id: str = "$", *, block_ms: int = 1000, count: int = 100
-    ) -> list[tuple[str, dict[str, str]]]:
+    ) -> builtins.list[tuple[str, dict[str, str]]]:
         """Read job events after ``last_id`` from the global stream (blocking)."""
         with self._redis_errors():
-            reply = self.r.xread({EVENTS_STREAM: last_id}, block=block_ms, count=count)
+            reply = cast(
+                _XReadReply,
+                self.r.xread({EVENTS_STREAM: last_id}, block=block_ms, count=count),
+            )
         out: list[tuple[str, dict[str, str]]] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
@@ -349,13 +360,13 @@ class JobStore:
             with self._redis_errors(), self.r.pipeline() as pipe:
                 try:
                     if watched:
-                        pipe.watch(*watched)
+                        pipe.watch(*watched)  # type: ignore[no-untyped-call]
                     if idem:
                         earlier = pipe.get(idem)
                         if earlier is not None:
                             return self._earlier(earlier, fingerprint), False
                     if dkey:
-                        earlier_id = pipe.get(dkey)
+                        earlier_id = cast("bytes | None", pipe.get(dkey))
                         if earlier_id is not None:
                             found = self.find(earlier_id.decode())
                             if found is not None and not found.is_final:
@@ -380,7 +391,7 @@ class JobStore:
                     continue
         raise StoreError("The job store is too busy to create a job; try again.")
 
-    def _earlier(self, raw: bytes, fingerprint: str) -> FaxJob:
+    def _earlier(self, raw: bytes | str, fingerprint: str) -> FaxJob:
         record = json.loads(raw)
         if record.get("fingerprint") != fingerprint:
             raise ConflictError(
@@ -407,7 +418,7 @@ class JobStore:
         for _ in range(_WATCH_RETRIES):
             with self._redis_errors(), self.r.pipeline() as pipe:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = pipe.get(key)
                     if raw is None:
                         raise StoreError(
@@ -521,7 +532,9 @@ class JobStore:
         def __enter__(self) -> None:
             return None
 
-        def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        def __exit__(
+            self, exc_type: Any, exc: BaseException | None, tb: Any
+        ) -> Literal[False]:
             if isinstance(exc, redis.RedisError) and not isinstance(
                 exc, redis.WatchError
             ):

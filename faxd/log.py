@@ -47,7 +47,10 @@ def redact(
 
 
 def configure(fmt: str = "auto", level: str = "INFO") -> None:
-    """Set up structlog and stdlib logging (dramatiq logs through it) for this process."""
+    """Set up structlog and stdlib logging for this process.
+
+    dramatiq logs through stdlib logging.
+    """
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -52,7 +52,7 @@ MAINTENANCE_CHANCE = 50_000
 
 def make_broker(settings: Settings) -> RedisBroker:
     """A Redis broker whose dead-worker detection follows FAXD_REDELIVER_AFTER."""
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=NAMESPACE,
         heartbeat_timeout=int(settings.redeliver_after_s * 1000),

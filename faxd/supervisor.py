@@ -62,15 +62,26 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
-        # which then stops the children in order.
-        self.proc = subprocess.Popen(self.argv, env=self.env, process_group=0)
+        # Same process group as the supervisor, so killing the group (a test, an
+        # init system) reaches everything; a child also gets SIGTERM should the
+        # supervisor die without stopping it.
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, preexec_fn=_terminate_with_parent
+        )
         self.started_at = time.monotonic()
         log.info("child_started", child=self.name, pid=self.proc.pid)
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float, *, already_signalled: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        if already_signalled:
+            # A terminal's Ctrl-C reached the whole group: give the child time to
+            # stop by itself, as a second signal means "hurry" to dramatiq.
+            try:
+                self.proc.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                pass
         self.proc.terminate()
         try:
             self.proc.wait(timeout=timeout)
@@ -78,6 +89,15 @@ class Child:
             log.warning("child_killed", child=self.name)
             self.proc.kill()
             self.proc.wait()
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _faxd(*args: str) -> list[str]:
@@ -220,7 +240,7 @@ def _demo_story(
         if current.is_final:
             print(
                 f"demo: job {job.id} is {current.state}. "
-            f"Try: REDIS_URL={settings.redis_url} faxd status {job.id}",
+                f"Try: REDIS_URL={settings.redis_url} faxd status {job.id}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -232,9 +252,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Start and supervise everything faxd needs on this box until signalled."""
     children: list[Child] = []
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -277,15 +299,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         _supervise(children, stop)
         return 0
     finally:
+        interrupted = signal.SIGINT in received
         for child in reversed(children):
-            child.stop(timeout=35.0)
+            child.stop(timeout=35.0, already_signalled=interrupted)
 
 
 def run_workers(args: argparse.Namespace) -> int:
     """``faxd worker``: dramatiq's own CLI as a child, restarted when it dies."""
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -304,7 +329,10 @@ def run_workers(args: argparse.Namespace) -> int:
     try:
         _supervise([child], stop)
     finally:
-        child.stop(timeout=args.shutdown_timeout + 5)
+        child.stop(
+            timeout=args.shutdown_timeout + 5,
+            already_signalled=signal.SIGINT in received,
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ The sandbox fixture lives here too once ``faxd.sandbox`` exists.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process with its own data directory (AOF on, so restarts keep data)."""
+    """One redis-server process with its own data directory.
+
+    AOF is on, so restarts keep data.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -42,14 +46,22 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 exe,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--loglevel", "warning",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,10 +113,8 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client = redis_lib.Redis.from_url(redis_server.url)
     client.flushall()
     yield redis_server.url
-    try:
+    with contextlib.suppress(redis_lib.ConnectionError):
         client.flushall()
-    except redis_lib.ConnectionError:
-        pass
     client.close()
 
 

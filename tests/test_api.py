@@ -30,10 +30,10 @@ from tests import pdfs
 from tests.conftest import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "t0ken-alpha"  # noqa: S105  (a test token)
+TOKEN = "t0ken-alpha"  # a test token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PROBLEM = "application/problem+json"
-SECRET = "callback-secret-for-tests"  # noqa: S105  (a test secret)
+SECRET = "callback-secret-for-tests"  # a test secret
 MB = 1024 * 1024
 
 

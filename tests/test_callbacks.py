@@ -21,7 +21,7 @@ from faxd.config import Settings
 from faxd.jobs import FaxJob, JobState, JobStore
 from tests.conftest import free_port
 
-SECRET = "s3cret"  # noqa: S105  (a test secret)
+SECRET = "s3cret"  # a test secret
 
 
 def test_sign_matches_the_documented_format() -> None:

@@ -1,4 +1,7 @@
-"""The faxd command as a user runs it: a real process, exit codes, clean --json stdout."""
+"""The faxd command as a user runs it.
+
+A real process, exit codes, clean --json stdout.
+"""
 
 from __future__ import annotations
 

@@ -91,12 +91,17 @@ def test_secret_cannot_be_pickled() -> None:
 def test_odd_credential_shape_only_warns() -> None:
     """A token id or token of another shape is a warning, never fatal."""
     with pytest.warns(UserWarning, match="SIPGATE_TOKEN_ID"):
-        s = Settings.from_env({"SIPGATE_TOKEN_ID": "proxy-user", "SIPGATE_TOKEN": TOKEN})
+        s = Settings.from_env(
+            {"SIPGATE_TOKEN_ID": "proxy-user", "SIPGATE_TOKEN": TOKEN}
+        )
     assert s.sipgate_token_id == "proxy-user"
 
 
 def test_well_shaped_credentials_do_not_warn() -> None:
-    """token- plus six characters and a UUID are accepted silently (warnings are errors)."""
+    """token- plus six characters and a UUID are accepted silently.
+
+    (Warnings are errors.)
+    """
     Settings.from_env({"SIPGATE_TOKEN_ID": "token-ABC123", "SIPGATE_TOKEN": TOKEN})
 
 

@@ -102,7 +102,9 @@ class Rig:
         return self.store.get(job.id), steps
 
     def posts(self, job: FaxJob) -> list[dict[str, Any]]:
-        return [f for f in self.sandbox.faxes() if f["filename"] == f"faxd-{job.id}.pdf"]
+        return [
+            f for f in self.sandbox.faxes() if f["filename"] == f"faxd-{job.id}.pdf"
+        ]
 
 
 @pytest.fixture
@@ -138,7 +140,7 @@ def test_retry_delay_honours_retry_after_and_cap() -> None:
 def test_happy_path_sends_once_and_polls_few_times(rig: Rig) -> None:
     """A 3-page fax: one POST, sent, at most 4 GETs, a full event history."""
     job = rig.new_job(pages=3)
-    done, steps = rig.run_job(job)
+    done, _ = rig.run_job(job)
     assert done.state == JobState.SENT
     assert done.provider_status == "SENT"
     assert len(rig.posts(job)) == 1
@@ -163,7 +165,7 @@ def test_permanent_errors_fail_the_job(rig: Rig, status: int, code: str) -> None
     """A permanent API answer ends the job failed with its code, nothing re-posted."""
     rig.sandbox.inject(path="/sessions/fax", status=status)
     job = rig.new_job()
-    done, steps = rig.run_job(job)
+    done, _ = rig.run_job(job)
     assert done.state == JobState.FAILED
     assert done.error_code == code
     assert rig.sandbox.stats().get("POST /sessions/fax") == 1
@@ -183,7 +185,10 @@ def test_429_is_not_sent_and_reposted(rig: Rig) -> None:
 
 @pytest.mark.parametrize("how", ["reset", "500", "timeout"])
 def test_accepted_but_reply_lost_is_adopted(rig: Rig, how: str) -> None:
-    """sipgate created the fax but the answer was lost: found in history, not re-sent."""
+    """sipgate created the fax but the answer was lost.
+
+    It is found in history, not re-sent.
+    """
     rig.sandbox.inject(path="/sessions/fax", accept_then=how, times=1)
     job = rig.new_job()
     done, _ = rig.run_job(job)
@@ -280,7 +285,7 @@ def test_poll_deadline(rig: Rig) -> None:
     """A fax that never becomes final ends failed with poll_deadline."""
     rig.sandbox.inject(path="/sessions/fax", scheduled_s=10_000)
     job = rig.new_job()
-    done, steps = rig.run_job(job)
+    done, _ = rig.run_job(job)
     assert done.state == JobState.FAILED
     assert done.error_code == "poll_deadline"
     assert done.provider_status == "SCHEDULED"
@@ -310,7 +315,10 @@ def test_duplicate_and_stale_messages_do_nothing(rig: Rig) -> None:
 
 
 def test_busy_recipient_defers(rig: Rig) -> None:
-    """While one job to a number is unresolved, another to it waits instead of posting."""
+    """A second job to a number waits instead of posting.
+
+    It waits while the first job to that number is unresolved.
+    """
     first = rig.new_job()
     rig.store.transition(
         first.id, JobState.SUBMITTING, event="submitting", attempt_at=rig.clock.now

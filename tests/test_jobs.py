@@ -149,7 +149,10 @@ def test_concurrent_transitions_have_one_winner(store: JobStore) -> None:
 
 
 def test_idempotency_key_same_request_same_job(store: JobStore) -> None:
-    """The same key and fingerprint returns the earlier job; another fingerprint 409s."""
+    """The same key and fingerprint returns the earlier job.
+
+    Another fingerprint 409s.
+    """
     first, created = store.create(make_job(idempotency_key="k1"), b"x", fingerprint="f")
     again, created_again = store.create(
         make_job(idempotency_key="k1"), b"x", fingerprint="f"
@@ -160,7 +163,10 @@ def test_idempotency_key_same_request_same_job(store: JobStore) -> None:
 
 
 def test_dedupe_returns_unfinished_job_only(store: JobStore) -> None:
-    """Dedupe matches an unfinished job with the same bytes and number, not a final one."""
+    """Dedupe matches an unfinished job with the same bytes and number.
+
+    It does not match a final one.
+    """
     first, _ = store.create(make_job(), b"x", dedupe=True)
     dup, created = store.create(make_job(), b"x", dedupe=True)
     assert not created and dup.id == first.id
@@ -190,7 +196,9 @@ def test_list_newest_first_and_pages(store: JobStore) -> None:
     """list() is newest first; iter_all pages through every job."""
     ids = []
     for i in range(7):
-        job, _ = store.create(make_job(created_at=1000.0 + i, updated_at=1000.0 + i), None)
+        job, _ = store.create(
+            make_job(created_at=1000.0 + i, updated_at=1000.0 + i), None
+        )
         ids.append(job.id)
     assert [j.id for j in store.list(limit=3)] == ids[::-1][:3]
     assert [j.id for j in iter_all(store)] == ids[::-1]

@@ -1153,7 +1153,7 @@ def test_control_stats_count_requests_per_route(
 
 def test_from_settings_uses_configured_credentials() -> None:
     """from_settings accepts SIPGATE_TOKEN_ID/TOKEN/FAXLINE_ID when set."""
-    token = "11111111-2222-4333-8444-555555555555"  # noqa: S105
+    token = "11111111-2222-4333-8444-555555555555"
     settings = Settings.from_env(
         {"SIPGATE_TOKEN_ID": "token-ABC123", "SIPGATE_TOKEN": token,
          "SIPGATE_FAXLINE_ID": "f5"}

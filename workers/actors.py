@@ -58,13 +58,13 @@ class _Context:
 
     def recipient_limiter(self, recipient: str) -> ConcurrentRateLimiter:
         ttl_ms = int((self.settings.http_timeout_s * 3 + 30) * 1000)
-        return ConcurrentRateLimiter(
+        return ConcurrentRateLimiter(  # type: ignore[no-untyped-call]
             self.backend, f"faxd-recipient:{recipient}", limit=1, ttl=ttl_ms
         )
 
     def sends_limiter(self) -> ConcurrentRateLimiter:
         ttl_ms = int((self.settings.http_timeout_s * 3 + 30) * 1000)
-        return ConcurrentRateLimiter(
+        return ConcurrentRateLimiter(  # type: ignore[no-untyped-call]
             self.backend, "faxd-sends", limit=max(1, GLOBAL_SENDS), ttl=ttl_ms
         )
 

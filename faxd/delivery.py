@@ -47,7 +47,14 @@ from faxd.numbers import mask
 from faxd.queue import POLL_ACTOR, SUBMIT_ACTOR
 from faxd.sipgate import HistoryEntry, SipgateClient
 
-__all__ = ["Delivery", "Step", "next_poll_delay_s", "retry_delay_s"]
+__all__ = [
+    "Delivery",
+    "Step",
+    "next_poll_delay_s",
+    "orphaned_steps",
+    "retry_delay_s",
+    "stale_after_s",
+]
 
 log = structlog.get_logger("faxd.delivery")
 
@@ -55,8 +62,8 @@ log = structlog.get_logger("faxd.delivery")
 HISTORY_LOOKBACK_S = 300.0
 #: The first retry after a transient error waits about this long, then doubles.
 RETRY_BASE_S = 1.0
-#: Factor by which poll delays grow after the first poll.
-POLL_BACKOFF = 2.0
+#: After the first poll, wait this share of the time since submission.
+POLL_PROPORTION = 0.1
 #: Jitter spreads polls and retries of many jobs so they do not arrive together.
 JITTER = 0.1
 
@@ -71,18 +78,25 @@ class Step:
 
 
 def next_poll_delay_s(
-    poll_no: int, pages: int, settings: Settings, rng: random.Random
+    poll_no: int,
+    pages: int,
+    settings: Settings,
+    rng: random.Random,
+    elapsed_s: float = 0.0,
 ) -> float:
     """Delay before poll number ``poll_no`` (0 is the first after submission).
 
     The first poll comes when the fax can plausibly be done (pages x the per-page
-    estimate); later ones start at ``poll_initial_s`` and back off by a factor.
-    Every delay gets +-10 % jitter and stays within [poll_initial_s, poll_max_s].
+    estimate). Later ones wait a tenth of the time since submission: the longer a
+    fax has taken, the less a few more seconds matter, so the lag between sipgate
+    finishing and us noticing stays near 10 % of the transmission time (plus the
+    floor) while a long fax costs only a few more GETs. Every delay gets +-10 %
+    jitter and stays within [poll_initial_s, poll_max_s].
     """
     if poll_no <= 0:
         base = max(1, pages) * settings.per_page_estimate_s
     else:
-        base = settings.poll_initial_s * POLL_BACKOFF ** (poll_no - 1)
+        base = POLL_PROPORTION * elapsed_s
     delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
     return min(settings.poll_max_s, max(settings.poll_initial_s, delay))
 
@@ -102,6 +116,55 @@ def retry_delay_s(
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return min(settings.retry_max_s, delay)
+
+
+def stale_after_s(settings: Settings) -> float:
+    """How long a live job can go without a change before its message counts as lost.
+
+    The longest legitimate quiet spell is a delayed message waiting out the
+    longest delay we schedule, plus a dead worker's redelivery; twice that, plus
+    a margin, and a job is surely orphaned (its step failed while Redis was down,
+    or a process died between storing the job and enqueueing its message).
+    """
+    longest = max(
+        settings.poll_max_s, settings.retry_max_s, settings.resend_delay_s, 1.0
+    )
+    return 2 * longest + settings.redeliver_after_s + 5.0
+
+
+def orphaned_steps(
+    store: JobStore, settings: Settings, now: float, *, limit: int = 1000
+) -> list[Step]:
+    """Re-issue the step of each live job that has not changed for too long.
+
+    Duplicates are harmless (every step checks the job first), so this errs on
+    the side of re-issuing. Each re-issue is recorded as a ``resumed`` event,
+    which also restarts the job's quiet-time clock.
+    """
+    cutoff = now - stale_after_s(settings)
+    steps: list[Step] = []
+    for state in (JobState.ACCEPTED, JobState.SUBMITTING, JobState.SUBMITTED):
+        for job in store.list(state, limit=limit, before=cutoff):
+            if job.updated_at > cutoff:
+                continue
+            resumed = store.update(
+                job.id,
+                lambda j, seen=job: (
+                    dataclasses.replace(j)
+                    if j.state == seen.state and j.updated_at == seen.updated_at
+                    else None
+                ),
+                event="resumed",
+                detail={"quiet_s": round(now - job.updated_at, 1)},
+            )
+            if resumed is None:
+                continue  # it moved meanwhile: alive after all
+            log.warning("job_resumed", job_id=job.id, state=str(job.state))
+            if job.state == JobState.SUBMITTED:
+                steps.append(Step(POLL_ACTOR, 0.0, (job.id, resumed.poll_seq)))
+            else:
+                steps.append(Step(SUBMIT_ACTOR, 0.0, (job.id,)))
+    return steps
 
 
 class Delivery:
@@ -434,7 +497,10 @@ class Delivery:
         updated = self.store.update(job.id, change, event=event, detail=detail)
         if updated is None:
             return None
-        delay = next_poll_delay_s(updated.polls, job.pages, self.settings, self.rng)
+        elapsed = self.clock() - (job.submitted_at or job.updated_at)
+        delay = next_poll_delay_s(
+            updated.polls, job.pages, self.settings, self.rng, elapsed_s=elapsed
+        )
         if isinstance(error, SipgateTransient) and error.retry_after_s:
             delay = min(self.settings.retry_max_s, max(delay, error.retry_after_s))
         return Step(POLL_ACTOR, delay, (job.id, updated.poll_seq))

@@ -111,6 +111,10 @@ def submit(
     try:
         if not created:
             log.info("intake_repeat", state=str(stored.state), source=source)
+            if stored.state == JobState.ACCEPTED:
+                # The first caller may have died before enqueueing; a second
+                # message is harmless, as the submit step checks the job first.
+                enqueue(broker, SUBMIT_ACTOR, stored.id)
             return stored
         if stored.state == JobState.REJECTED:
             log.info("intake_rejected", code=stored.error_code, source=source)

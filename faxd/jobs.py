@@ -437,10 +437,11 @@ class JobStore:
                     pipe.set(key, new.to_json())
                     if new.state != current.state:
                         pipe.zrem(state_index_key(current.state), job_id)
-                        pipe.zadd(state_index_key(new.state), {job_id: new.updated_at})
-                        if new.is_final:
-                            pipe.delete(dedupe_key(new.recipient, new.source_sha256))
-                            self._expire(pipe, new)
+                    # Scored by the last change, so "quiet for N seconds" is a range.
+                    pipe.zadd(state_index_key(new.state), {job_id: new.updated_at})
+                    if new.state != current.state and new.is_final:
+                        pipe.delete(dedupe_key(new.recipient, new.source_sha256))
+                        self._expire(pipe, new)
                     if new.session_id and new.session_id != current.session_id:
                         pipe.set(
                             session_owner_key(new.session_id),

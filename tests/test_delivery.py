@@ -115,15 +115,15 @@ def rig(redis_url: str) -> Iterator[Rig]:
 
 
 def test_poll_delays_are_bounded_and_start_at_the_estimate() -> None:
-    """First poll ~ pages x estimate; later ones back off within [initial, max]."""
+    """First poll ~ pages x estimate; later ones ~10 % of the elapsed time, bounded."""
     s = Settings.from_env(
         {"FAXD_POLL_INITIAL": "1", "FAXD_POLL_MAX": "8", "FAXD_PER_PAGE_ESTIMATE": "2"}
     )
     rng = random.Random(0)
     assert 5.4 <= next_poll_delay_s(0, 3, s, rng) <= 6.6
-    delays = [next_poll_delay_s(n, 3, s, rng) for n in range(1, 10)]
-    assert all(1 <= d <= 8 for d in delays)
-    assert delays[-1] == 8
+    assert next_poll_delay_s(1, 3, s, rng, elapsed_s=6) == 1  # the floor
+    assert 2.7 <= next_poll_delay_s(2, 3, s, rng, elapsed_s=30) <= 3.3
+    assert next_poll_delay_s(9, 3, s, rng, elapsed_s=600) == 8  # the cap
 
 
 def test_retry_delay_honours_retry_after_and_cap() -> None:
@@ -356,3 +356,37 @@ def test_submit_redelivered_after_lost_first_poll_reissues_it(rig: Rig) -> None:
     rig.drive(again)
     assert rig.store.get(job.id).state == JobState.SENT
     assert len(rig.posts(job)) == 1
+
+
+def test_orphaned_jobs_are_resumed(rig: Rig) -> None:
+    """A live job quiet past the stale limit gets its step re-issued; fresh ones not."""
+    from faxd.delivery import orphaned_steps, stale_after_s
+
+    lost = rig.new_job()  # its submit message "lost"
+    polled = rig.new_job(to="+49301234568")
+    poll = rig.delivery.submit(polled.id)
+    assert poll is not None  # its poll message "lost"
+    later = rig.clock.now + stale_after_s(rig.settings) + 1
+    assert orphaned_steps(rig.store, rig.settings, rig.clock.now) == []
+    steps = orphaned_steps(rig.store, rig.settings, later)
+    assert sorted((s.actor, s.args) for s in steps) == sorted(
+        [(SUBMIT_ACTOR, (lost.id,)), ("poll_fax", poll.args)]
+    )
+    assert rig.store.events(lost.id)[-1]["event"] == "resumed"
+    for step in steps:
+        rig.drive(step)
+    assert rig.store.get(lost.id).state == JobState.SENT
+    assert rig.store.get(polled.id).state == JobState.SENT
+    assert len(rig.posts(lost)) == len(rig.posts(polled)) == 1
+
+
+def test_repeat_submit_requeues_an_accepted_job(rig: Rig) -> None:
+    """A repeat with the same idempotency key re-enqueues a job still accepted."""
+    pdf = text_pdf("repeat")
+    first = submit(pdf, "+49301234567", settings=rig.settings, store=rig.store,
+                   broker=rig.broker, idempotency_key="k")  # fmt: skip
+    depth = rig.store.r.hlen("faxd-dramatiq:faxd.msgs")
+    again = submit(pdf, "+49301234567", settings=rig.settings, store=rig.store,
+                   broker=rig.broker, idempotency_key="k")  # fmt: skip
+    assert again.id == first.id
+    assert rig.store.r.hlen("faxd-dramatiq:faxd.msgs") == depth + 1

@@ -12,11 +12,13 @@ import dramatiq
 
 from faxd.config import Settings
 from faxd.queue import make_broker
+from workers.sweeper import Sweeper
 from workers.watchdog import ConsumerWatchdog
 
 settings = Settings.from_env()
 broker = make_broker(settings)
 broker.add_middleware(ConsumerWatchdog())
+broker.add_middleware(Sweeper(settings))
 dramatiq.set_broker(broker)
 
 from workers.actors import poll_fax, submit_fax  # noqa: E402  (needs the broker set)

@@ -132,6 +132,14 @@ def stale_after_s(settings: Settings) -> float:
     return 2 * longest + settings.redeliver_after_s + 5.0
 
 
+def _unchanged_since(seen: FaxJob) -> Callable[[FaxJob], FaxJob | None]:
+    def change(job: FaxJob) -> FaxJob | None:
+        same = job.state == seen.state and job.updated_at == seen.updated_at
+        return dataclasses.replace(job) if same else None
+
+    return change
+
+
 def orphaned_steps(
     store: JobStore, settings: Settings, now: float, *, limit: int = 1000
 ) -> list[Step]:
@@ -149,11 +157,7 @@ def orphaned_steps(
                 continue
             resumed = store.update(
                 job.id,
-                lambda j, seen=job: (
-                    dataclasses.replace(j)
-                    if j.state == seen.state and j.updated_at == seen.updated_at
-                    else None
-                ),
+                _unchanged_since(job),
                 event="resumed",
                 detail={"quiet_s": round(now - job.updated_at, 1)},
             )

@@ -211,14 +211,8 @@ class Delivery:
         return None
 
     def _first_post(self, job: FaxJob) -> Step | None:
-        pdf = self.store.pdf(job.id)
+        pdf = self._pdf_or_fail(job)
         if pdf is None:
-            self._fail(
-                job,
-                "document_gone",
-                "The document is no longer stored (expired or lost); submit it again.",
-                expect={JobState.ACCEPTED},
-            )
             return None
         busy = self._other_unresolved(job)
         if busy is not None:
@@ -240,6 +234,18 @@ class Delivery:
         if moved is None:
             return None  # another worker moved first (cancel, duplicate message)
         return self._post(moved, pdf)
+
+    def _pdf_or_fail(self, job: FaxJob) -> bytes | None:
+        """The job's PDF; without it (expired, lost) the job fails document_gone."""
+        pdf = self.store.pdf(job.id)
+        if pdf is None:
+            self._fail(
+                job,
+                "document_gone",
+                "The document is no longer stored (expired or lost); submit it again.",
+                expect={job.state},
+            )
+        return pdf
 
     def _post(self, job: FaxJob, pdf: bytes) -> Step | None:
         log.info(
@@ -345,14 +351,8 @@ class Delivery:
             )
             log.info("reconcile_wait", job_id=job.id, waited_s=round(waited, 3))
             return Step(SUBMIT_ACTOR, max(delay, 0.05), (job.id,))
-        pdf = self.store.pdf(job.id)
+        pdf = self._pdf_or_fail(job)
         if pdf is None:
-            self._fail(
-                job,
-                "document_gone",
-                "The document is no longer stored (expired or lost); submit it again.",
-                expect={JobState.SUBMITTING},
-            )
             return None
         reposted = self.store.update(
             job.id,

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from faxd.jobs import JobState, JobStore
 from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox
 from tests import pdfs
 from tests.conftest import RedisServer, free_port
+from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "t0ken-alpha"  # a test token
@@ -501,39 +501,6 @@ def test_metrics(client: httpx.Client) -> None:
 # -- end to end ----------------------------------------------------------------------
 
 
-class Receiver:
-    """A callback endpoint on loopback: answers 503 first, then 204; keeps requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.delivered = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers.items()), body))
-                first = len(receiver.requests) == 1
-                self.send_response(503 if first else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if not first:
-                    receiver.delivered.set()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.mark.slow
 def test_upload_followed_to_sent_with_signed_callback(
     client: httpx.Client, store: JobStore, redis_url: str, tmp_path: Path
@@ -541,7 +508,7 @@ def test_upload_followed_to_sent_with_signed_callback(
     """Worker + sandbox: the upload ends sent, /readyz turns 200, callback verifies."""
     sandbox = Sandbox(pending_s=0.2, per_page_s=0.2, seed=0)
     sandbox.start("127.0.0.1", 0)
-    receiver = Receiver()
+    receiver = Receiver(503, 204)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -581,7 +548,7 @@ def test_upload_followed_to_sent_with_signed_callback(
         assert ready.json()["ready"] is True
         assert ready.json()["workers"] >= 1  # one per worker process
         assert receiver.delivered.wait(30), (tmp_path / "worker.log").read_text()
-        (_h1, b1), (h2, b2) = receiver.requests
+        (_h1, b1), (h2, b2) = receiver.got
         assert b1 == b2  # the retry sends the same event
         assert verify(b2, h2[SIGNATURE_HEADER], SECRET)
         assert not verify(b2, h2[SIGNATURE_HEADER], "another secret")

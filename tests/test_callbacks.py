@@ -6,11 +6,8 @@ import hashlib
 import hmac
 import json
 import random
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import requests
@@ -20,6 +17,7 @@ from faxd.callbacks import SIGNATURE_HEADER, build_event, deliver, sign, verify
 from faxd.config import Settings
 from faxd.jobs import FaxJob, JobState, JobStore
 from tests.conftest import free_port
+from tests.receiver import Receiver
 
 SECRET = "s3cret"  # a test secret
 
@@ -55,36 +53,6 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     for delay, base in zip(delays, bases, strict=True):
         assert base <= delay <= base * 1.25
     assert callbacks.next_delay_s(50, rng) <= 3600 * 1.25
-
-
-class Receiver:
-    """A loopback HTTP endpoint answering ``status``; it keeps what it got."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.got: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.got.append((dict(self.headers.items()), body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faxd import intake
+from faxd import intake, systemd
 from faxd import log as faxlog
 from faxd.config import Settings
 from faxd.errors import CODES, FaxError, StoreError
@@ -596,6 +596,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            systemd.notify_stopping()
             services.close()
 
     app = FastAPI(
@@ -767,6 +768,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        callback_notify=systemd.uvicorn_ready,
     )
     server = uvicorn.Server(config)
     server.run()

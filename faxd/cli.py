@@ -297,6 +297,12 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     return main_run(settings, Path(args.folder) if args.folder else None, args.poll)
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from faxd.doctor import main as doctor_main
+
+    return doctor_main(settings, json=args.json)
+
+
 def cmd_sandbox(argv: list[str]) -> int:
     from faxd import sandbox
 
@@ -375,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--folder", help="FAXD_HOTFOLDER")
     wa.add_argument("--poll", action="store_true", help="poll (network filesystems)")
 
+    d = sub.add_parser("doctor", help="check the configuration end to end")
+    d.add_argument("--json", action="store_true")
+
     sub.add_parser("sandbox", help="run the sipgate-compatible sandbox", add_help=False)
 
     run = sub.add_parser("run", help="run everything on this box")
@@ -394,6 +403,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "api": cmd_api,
     "watch": cmd_watch,
+    "doctor": cmd_doctor,
     "run": cmd_run,
 }
 

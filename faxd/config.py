@@ -4,6 +4,13 @@ Every entry point calls :meth:`Settings.from_env` once and passes the result dow
 nothing else reads ``os.environ``. Secrets are :class:`Secret` values, which print as
 ``'***'`` in repr, str, logs and exceptions; only the HTTP client calls ``reveal()``.
 Durations are seconds (fractions allowed) and say so in their names (``_s``).
+
+Under systemd, secrets come as credentials (``LoadCredential=``): when the environment
+names a ``CREDENTIALS_DIRECTORY``, each of :data:`CREDENTIAL_VARIABLES` is also looked
+up there as a file named in lower case (``sipgate_token``) or exactly
+(``SIPGATE_TOKEN``). A credential file that is present and not blank wins over the
+variable: systemd sets the directory only for a unit that asked for those credentials,
+while a variable may be a leftover inherited from a shell or an EnvironmentFile.
 """
 
 from __future__ import annotations
@@ -20,12 +27,21 @@ from typing import Any
 
 from faxd.errors import ConfigError
 
-__all__ = ["DEFAULT_BASE_URL", "Secret", "Settings"]
+__all__ = ["CREDENTIAL_VARIABLES", "DEFAULT_BASE_URL", "Secret", "Settings"]
 
 DEFAULT_BASE_URL = "https://api.sipgate.com/v2"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 MIB = 1024 * 1024
 _TOKEN_ID_SHAPE = re.compile(r"^token-[A-Za-z0-9]{6}$")
+
+#: Variables that may also come from ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``).
+CREDENTIAL_VARIABLES = (
+    "SIPGATE_TOKEN",
+    "SIPGATE_TOKEN_ID",
+    "FAXD_API_TOKENS",
+    "FAXD_CALLBACK_SECRET",
+    "REDIS_URL",
+)
 
 
 class Secret:
@@ -113,7 +129,7 @@ class Settings:
 
         Raise :class:`ConfigError` naming the variable.
         """
-        e = dict(os.environ if env is None else env)
+        e = _with_credentials(dict(os.environ if env is None else env))
         r = _Reader(e)
         settings = cls(
             sipgate_base_url=r.url("SIPGATE_BASE_URL", DEFAULT_BASE_URL),
@@ -203,6 +219,37 @@ def _warn_about_credential_shape(s: Settings) -> None:
             "using it anyway.",
             stacklevel=3,
         )
+
+
+def _with_credentials(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with each credential file in ``$CREDENTIALS_DIRECTORY`` replacing its
+    variable (see the module docstring). Errors name the file, never its content."""
+    directory = env.get("CREDENTIALS_DIRECTORY", "").strip()
+    if not directory:
+        return env
+    for name in CREDENTIAL_VARIABLES:
+        for candidate in (name.lower(), name):
+            path = Path(directory) / candidate
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read the credential {candidate} in CREDENTIALS_DIRECTORY "
+                    f"({exc.strerror}); check LoadCredential= and the file's owner."
+                ) from None
+            try:
+                value = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"The credential {candidate} in CREDENTIALS_DIRECTORY is not UTF-8 "
+                    f"text; write {name} into it as plain text."
+                ) from None
+            if value.strip():
+                env[name] = value
+                break
+    return env
 
 
 def _mask_url_password(url: str) -> str:

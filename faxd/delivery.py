@@ -43,6 +43,7 @@ from faxd.errors import (
     SipgateTransient,
 )
 from faxd.jobs import FaxJob, JobState, JobStore, Transmission
+from faxd.metrics import DeliveryMetrics
 from faxd.numbers import mask
 from faxd.queue import POLL_ACTOR, SUBMIT_ACTOR
 from faxd.sipgate import HistoryEntry, SipgateClient
@@ -62,6 +63,8 @@ log = structlog.get_logger("faxd.delivery")
 HISTORY_LOOKBACK_S = 300.0
 #: The first retry after a transient error waits about this long, then doubles.
 RETRY_BASE_S = 1.0
+#: The first poll allows this many pages' time beyond the document's own pages.
+FIRST_POLL_EXTRA_PAGES = 0.25
 #: After the first poll, wait this share of the time since submission.
 POLL_PROPORTION = 0.1
 #: Jitter spreads polls and retries of many jobs so they do not arrive together.
@@ -86,18 +89,22 @@ def next_poll_delay_s(
 ) -> float:
     """Delay before poll number ``poll_no`` (0 is the first after submission).
 
-    The first poll comes when the fax can plausibly be done (pages x the per-page
-    estimate). Later ones wait a tenth of the time since submission: the longer a
-    fax has taken, the less a few more seconds matter, so the lag between sipgate
-    finishing and us noticing stays near 10 % of the transmission time (plus the
-    floor) while a long fax costs only a few more GETs. Every delay gets +-10 %
-    jitter and stays within [poll_initial_s, poll_max_s].
+    The first poll comes when the fax can plausibly be done: the per-page estimate
+    for each page plus a quarter page for queueing and dialling. It is a one-off
+    wait, so ``poll_max_s`` does not cap it (a 20-page fax should not be polled
+    every minute for its first twenty). Later polls wait a tenth of the time since
+    submission: the longer a fax has taken, the less a few more seconds matter, so
+    the lag between sipgate finishing and us noticing stays near 10 % of the
+    transmission time (plus the floor) while a long fax costs only a few GETs.
+    Delays get +-10 % jitter (the first +-5 %) and stay within [poll_initial_s,
+    poll_max_s] (the first only above the floor).
     """
     if poll_no <= 0:
-        base = max(1, pages) * settings.per_page_estimate_s
-    else:
-        base = POLL_PROPORTION * elapsed_s
-    delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
+        base = (max(1, pages) + FIRST_POLL_EXTRA_PAGES) * settings.per_page_estimate_s
+        # Half the jitter: overshooting the estimate is pure lag.
+        delay = base * rng.uniform(1 - JITTER / 2, 1 + JITTER / 2)
+        return max(settings.poll_initial_s, delay)
+    delay = POLL_PROPORTION * elapsed_s * rng.uniform(1 - JITTER, 1 + JITTER)
     return min(settings.poll_max_s, max(settings.poll_initial_s, delay))
 
 
@@ -182,12 +189,15 @@ class Delivery:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
         self.rng = rng or random.Random()
         self.clock = clock
+        # Unregistered collectors when none are given: observing stays unconditional.
+        self.metrics = metrics or DeliveryMetrics()
 
     # -- submit --------------------------------------------------------------
 
@@ -256,8 +266,13 @@ class Delivery:
             pages=job.pages,
         )
         try:
-            session_id = self.client.send_fax(job.recipient, pdf, f"faxd-{job.id}.pdf")
+            with self.metrics.sipgate_call("send_fax"):
+                session_id = self.client.send_fax(
+                    job.recipient, pdf, f"faxd-{job.id}.pdf"
+                )
         except SipgateRejected as exc:
+            self.metrics.submission("rejected")
+            log.warning("fax_post_rejected", job_id=job.id, status=exc.status)
             self._fail(job, exc.code, exc.message, expect={JobState.SUBMITTING})
             return None
         except SipgateTransient as exc:
@@ -266,10 +281,12 @@ class Delivery:
             return self._post_transient(
                 job, SipgateTransient(exc.message, status=exc.status, maybe_sent=True)
             )
+        self.metrics.submission("accepted")
         return self._accepted_by_sipgate(job, session_id, event="fax_submitted")
 
     def _post_transient(self, job: FaxJob, exc: SipgateTransient) -> Step:
         delay = retry_delay_s(job.attempts, self.settings, self.rng, exc.retry_after_s)
+        self.metrics.submission("unknown" if exc.maybe_sent else "retry")
         if not exc.maybe_sent:
             # Provably nothing reached sipgate: back to accepted, re-post is safe.
             self.store.transition(
@@ -309,9 +326,10 @@ class Delivery:
         """A POST of this job may have reached sipgate: look before posting again."""
         attempt_at = job.attempt_at or job.updated_at
         try:
-            entries = self.client.find_faxes(
-                since=_utc(attempt_at - HISTORY_LOOKBACK_S), target=job.recipient
-            )
+            with self.metrics.sipgate_call("find_faxes"):
+                entries = self.client.find_faxes(
+                    since=_utc(attempt_at - HISTORY_LOOKBACK_S), target=job.recipient
+                )
         except SipgateTransient as exc:
             delay = retry_delay_s(
                 job.attempts, self.settings, self.rng, exc.retry_after_s
@@ -340,6 +358,7 @@ class Delivery:
                     adopted=found.id,
                     others=[c.id for c in candidates[1:]],
                 )
+            self.metrics.submission("adopted")
             return self._accepted_by_sipgate(
                 job, found.id, event="fax_adopted", entry=found
             )
@@ -421,8 +440,10 @@ class Delivery:
         now = self.clock()
         since = now - (job.submitted_at or job.updated_at)
         try:
-            entry = self.client.get_history_entry(job.session_id)
+            with self.metrics.sipgate_call("get_history_entry"):
+                entry = self.client.get_history_entry(job.session_id)
         except SipgateNotFound:
+            self.metrics.poll("not_found")
             if since < max(self.settings.retry_max_s, 3 * self.settings.poll_max_s):
                 return self._next_poll(job, "", event="poll_not_found_yet")
             self._fail(
@@ -434,16 +455,23 @@ class Delivery:
             )
             return None
         except SipgateError as exc:
+            self.metrics.poll("error")
             log.warning("poll_error", job_id=job.id, code=exc.code, status=exc.status)
             return self._next_poll(job, "", event="poll_error", error=exc)
         status = entry.fax_status
         if status == "SENT":
-            self._finish_transmission(job, JobState.SENT, status, event="fax_sent")
+            self.metrics.poll("sent")
+            sent = self._finish_transmission(
+                job, JobState.SENT, status, event="fax_sent"
+            )
+            if sent is not None:
+                self.metrics.finished("sent", job.created_at, sent.finished_at or now)
             log.info("fax_sent", job_id=job.id, polls=job.polls + 1)
             return None
         if status == "FAILED":
             return self._transmission_failed(job)
         if since > self.settings.poll_deadline_s:
+            self.metrics.poll("deadline")
             self._fail(
                 job,
                 "poll_deadline",
@@ -456,6 +484,7 @@ class Delivery:
             return None
         if status not in {"PENDING", "SENDING", "SCHEDULED"}:
             log.warning("poll_unknown_status", job_id=job.id, status=status)
+        self.metrics.poll("pending")
         return self._next_poll(job, status, event="polled")
 
     def _after_stale_poll(self, job: FaxJob, seq: int) -> Step | None:
@@ -511,7 +540,9 @@ class Delivery:
 
     def _transmission_failed(self, job: FaxJob) -> Step | None:
         used = len(job.transmissions)
-        if used < self.settings.max_transmissions:
+        last = used >= self.settings.max_transmissions
+        self.metrics.poll("failed" if last else "resend")
+        if not last:
             moved = self._finish_transmission(
                 job,
                 JobState.ACCEPTED,
@@ -528,7 +559,7 @@ class Delivery:
                 return None
             log.warning("fax_transmission_failed", job_id=job.id, transmission=used)
             return Step(SUBMIT_ACTOR, self.settings.resend_delay_s, (job.id,))
-        self._finish_transmission(
+        failed = self._finish_transmission(
             job,
             JobState.FAILED,
             "FAILED",
@@ -539,6 +570,8 @@ class Delivery:
                 "(busy, no answer or not a fax machine); check the number and retry."
             ),
         )
+        if failed is not None and failed.finished_at is not None:
+            self.metrics.finished("failed", job.created_at, failed.finished_at)
         log.warning("fax_failed", job_id=job.id, transmissions=used)
         return None
 
@@ -573,16 +606,19 @@ class Delivery:
         expect: set[JobState],
         **changes: Any,
     ) -> None:
-        self.store.transition(
+        now = self.clock()
+        failed = self.store.transition(
             job.id,
             JobState.FAILED,
             event="failed",
             expect=expect,
             error_code=code,
             error_message=message,
-            finished_at=self.clock(),
+            finished_at=now,
             **changes,
         )
+        if failed is not None:
+            self.metrics.finished("failed", job.created_at, now)
         log.error("fax_job_failed", job_id=job.id, code=code)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import redis
 import structlog
 
+from faxd import systemd
 from faxd.config import Settings
 from faxd.errors import ConfigError, FaxError
 
@@ -262,6 +263,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)  # the children are not the unit's main process
     try:
         if not _redis_answers(settings.redis_url):
             if os.environ.get("REDIS_URL"):
@@ -312,6 +314,7 @@ def run_workers(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
         stop.set()
+        systemd.notify_stopping()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -115,12 +115,13 @@ def rig(redis_url: str) -> Iterator[Rig]:
 
 
 def test_poll_delays_are_bounded_and_start_at_the_estimate() -> None:
-    """First poll ~ pages x estimate; later ones ~10 % of the elapsed time, bounded."""
+    """First poll ~ (pages + 1/4) x estimate, uncapped; later ~10 % of elapsed."""
     s = Settings.from_env(
         {"FAXD_POLL_INITIAL": "1", "FAXD_POLL_MAX": "8", "FAXD_PER_PAGE_ESTIMATE": "2"}
     )
     rng = random.Random(0)
-    assert 5.4 <= next_poll_delay_s(0, 3, s, rng) <= 6.6
+    assert 6.175 <= next_poll_delay_s(0, 3, s, rng) <= 6.825  # (3 + 1/4) pages x 2 s
+    assert 38.475 <= next_poll_delay_s(0, 20, s, rng) <= 42.525  # not capped at 8
     assert next_poll_delay_s(1, 3, s, rng, elapsed_s=6) == 1  # the floor
     assert 2.7 <= next_poll_delay_s(2, 3, s, rng, elapsed_s=30) <= 3.3
     assert next_poll_delay_s(9, 3, s, rng, elapsed_s=600) == 8  # the cap

@@ -40,7 +40,7 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -56,9 +56,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -69,6 +67,7 @@ from faxd import log as faxlog
 from faxd.config import Settings
 from faxd.errors import CODES, FaxError, StoreError
 from faxd.jobs import FaxJob, JobState, JobStore
+from faxd.metrics import WORKER_SEEN_S, StoreCollector
 from faxd.queue import make_broker, queue_depth, workers_seen
 
 __all__ = ["BodyLimit", "create_app", "serve"]
@@ -83,7 +82,6 @@ BODY_MARGIN = 256 * 1024
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 10.0
 #: A worker whose last dramatiq heartbeat is older than this does not count as seen.
-WORKER_SEEN_S = 60.0
 MAX_CALLBACK_URL = 2048
 MAX_FILENAME = 255
 FAXES = "/v1/faxes"
@@ -258,39 +256,6 @@ class BodyLimit:
 
 
 # -- metrics -------------------------------------------------------------------
-
-
-class _StoreCollector(Collector):
-    """Gauges read from Redis at scrape time: jobs by state, queue depth, workers."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def collect(self) -> Iterable[Metric]:
-        jobs = GaugeMetricFamily(
-            "faxd_jobs", "Jobs in the store by state.", labels=["state"]
-        )
-        depth = GaugeMetricFamily(
-            "faxd_queue_depth",
-            "Messages waiting or in flight per dramatiq queue (.DQ: delayed).",
-            labels=["queue"],
-        )
-        workers = GaugeMetricFamily(
-            "faxd_workers_seen",
-            f"Workers with a dramatiq heartbeat in the last {WORKER_SEEN_S:g} s.",
-        )
-        up = GaugeMetricFamily("faxd_redis_up", "1 when Redis answered this scrape.")
-        try:
-            for state, count in self.services.store.count_by_state().items():
-                jobs.add_metric([state], count)
-            for queue, count in self.services.queue_depth().items():
-                depth.add_metric([queue], count)
-            workers.add_metric([], self.services.workers_seen())
-            up.add_metric([], 1)
-        except (StoreError, redis.RedisError):
-            up.add_metric([], 0)
-            return [up]
-        return [jobs, depth, workers, up]
 
 
 # -- services ------------------------------------------------------------------
@@ -589,7 +554,7 @@ def create_app(settings: Settings) -> FastAPI:
             registry=registry,
             intake_requests=intake_requests,
         )
-        registry.register(_StoreCollector(services))
+        registry.register(StoreCollector(store))
         app.state.services = services
         if not settings.api_tokens:
             log.warning("api_tokens_missing", hint="set FAXD_API_TOKENS")
@@ -759,7 +724,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """Run the API with uvicorn until SIGINT/SIGTERM; returns the exit status."""
-    faxlog.configure(settings.log_format, settings.log_level)
+    faxlog.configure(
+        settings.log_format, settings.log_level, secrets=faxlog.secrets_of(settings)
+    )
     config = uvicorn.Config(
         create_app(settings),
         host=host,

@@ -422,7 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["FAXD_LOG_LEVEL"] = args.log_level
     try:
         settings = Settings.from_env()
-        faxlog.configure(settings.log_format, settings.log_level)
+        faxlog.configure(
+            settings.log_format, settings.log_level, secrets=faxlog.secrets_of(settings)
+        )
         if getattr(args, "region", None) is not None:
             _resolve_region(settings, args.region)
         return COMMANDS[args.command](args, settings)

@@ -93,6 +93,8 @@ class Settings:
     callback_secret: Secret = field(default_factory=lambda: Secret(""), repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = 8025
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     max_pdf_bytes: int = 20 * MIB
     max_pages: int = 200
     flatten_forms: bool = False
@@ -147,6 +149,8 @@ class Settings:
             callback_secret=Secret(r.text("FAXD_CALLBACK_SECRET", "")),
             api_host=r.text("FAXD_API_HOST", "127.0.0.1"),
             api_port=r.integer("FAXD_API_PORT", 8025, minimum=0),
+            metrics_port=r.optional_integer("FAXD_METRICS_PORT", minimum=1),
+            metrics_host=r.text("FAXD_METRICS_HOST", "127.0.0.1"),
             max_pdf_bytes=r.integer("FAXD_MAX_PDF_BYTES", 20 * MIB, minimum=1),
             max_pages=r.integer("FAXD_MAX_PAGES", 200, minimum=1),
             flatten_forms=r.boolean("FAXD_FLATTEN_FORMS", False),
@@ -316,6 +320,11 @@ class _Reader:
         if number < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {number}.")
         return number
+
+    def optional_integer(self, name: str, *, minimum: int) -> int | None:
+        if self._raw(name) is None:
+            return None
+        return self.integer(name, minimum, minimum=minimum)
 
     def seconds(self, name: str, default: float, *, zero: bool = False) -> float:
         value = self._raw(name)

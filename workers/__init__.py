@@ -12,6 +12,8 @@ import dramatiq
 
 from faxd.config import Settings
 from faxd.queue import make_broker
+from faxd.systemd import ReadyMiddleware
+from workers.metrics import WorkerMetrics
 from workers.sweeper import Sweeper
 from workers.watchdog import ConsumerWatchdog
 
@@ -19,6 +21,8 @@ settings = Settings.from_env()
 broker = make_broker(settings)
 broker.add_middleware(ConsumerWatchdog())
 broker.add_middleware(Sweeper(settings))
+broker.add_middleware(ReadyMiddleware())
+broker.add_middleware(WorkerMetrics(settings.metrics_port, settings.metrics_host))
 dramatiq.set_broker(broker)
 
 from workers.actors import poll_fax, submit_fax  # noqa: E402  (needs the broker set)

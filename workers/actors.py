@@ -23,8 +23,10 @@ from faxd import log as faxlog
 from faxd.config import Settings
 from faxd.delivery import Delivery, Step
 from faxd.jobs import JobStore
+from faxd.metrics import DeliveryMetrics
 from faxd.queue import CALLBACK_ACTOR, POLL_ACTOR, QUEUE, SUBMIT_ACTOR, enqueue
 from faxd.sipgate import SipgateClient
+from workers.metrics import WorkerMetrics
 
 __all__ = ["poll_fax", "submit_fax"]
 
@@ -42,6 +44,7 @@ class _Context:
     store: JobStore
     backend: RedisBackend
     local: threading.local
+    metrics: DeliveryMetrics
 
     def delivery(self) -> Delivery:
         # requests Sessions are not shared between threads: one client per thread.
@@ -52,6 +55,7 @@ class _Context:
                 self.store,
                 SipgateClient(self.settings),
                 rng=random.Random(),
+                metrics=self.metrics,
             )
             self.local.delivery = d
         return d
@@ -79,13 +83,19 @@ def _ctx() -> _Context:
         if _context is None:
             from workers import settings
 
-            faxlog.configure(settings.log_format, settings.log_level)
+            faxlog.configure(
+                settings.log_format,
+                settings.log_level,
+                secrets=faxlog.secrets_of(settings),
+            )
             store = JobStore.from_settings(settings)
+            served = WorkerMetrics.of(dramatiq.get_broker())
             _context = _Context(
                 settings=settings,
                 store=store,
                 backend=RedisBackend(client=store.r),
                 local=threading.local(),
+                metrics=served.delivery if served else DeliveryMetrics(),
             )
         return _context
 

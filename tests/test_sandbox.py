@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import math
 import os
 import re
 import signal
@@ -171,6 +172,8 @@ def test_status_runs_pending_sending_sent_on_the_clock(
     api: requests.Session, frozen: Sandbox
 ) -> None:
     """PENDING pending_s, SENDING per_page_s x pages, then SENT; lastModified moves."""
+    # lastModified has whole seconds: created at .5, SENT (0.8 s on) falls in the next
+    frozen.advance(math.floor(frozen.now()) + 1.5 - frozen.now())
     fax_id = send(api, frozen, document=pdf_bytes(3))  # fixture: 0.2 s + 3 x 0.2 s
     first = entry(api, frozen, fax_id)
     frozen.advance(0.25)

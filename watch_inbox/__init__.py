@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from faxd import systemd
 from faxd.config import Settings
 from faxd.errors import ConfigError
 from watch_inbox.watcher import Watcher, WatchOptions
@@ -59,12 +60,13 @@ def main_run(
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
+        systemd.notify_stopping()
 
     previous = {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        Watcher(settings, Path(root), opts).run(stop)
+        Watcher(settings, Path(root), opts).run(stop, ready=systemd.ReadyEvent())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

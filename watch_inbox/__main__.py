@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         settings = Settings.from_env()
-        faxlog.configure(settings.log_format, settings.log_level)
+        faxlog.configure(
+            settings.log_format, settings.log_level, secrets=faxlog.secrets_of(settings)
+        )
         options = WatchOptions(
             poll=args.poll,
             settle_s=args.settle_s,

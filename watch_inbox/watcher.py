@@ -7,21 +7,31 @@ faxd only through :func:`faxd.intake.submit`.
 
 Noticing a finished file
     Event mode (Linux inotify through watchdog): ``IN_CLOSE_WRITE`` or a rename
-    into ``inbox/`` (``IN_MOVED_TO``) means the file is complete. ``IN_CREATE`` and
-    ``IN_MODIFY`` mark a file as being written. Files found by a scan (at start-up,
-    then every ``rescan_s``, which catches events lost to a queue overflow or a
-    subfolder created a moment before its watch) are taken by the settle rule:
-    size, mtime and inode unchanged for a while. In event mode that while is
-    ``settle_s`` (at least :data:`EVENT_LAG_S`) only for files that were already
-    there when a watch began (on the inbox, or on a new subfolder), and only if no
-    write event arrived for them since; a file that appeared later must close (its
-    ``IN_CLOSE_WRITE`` comes for sure), so a scan takes it only after
-    ``stale_writer_s`` of silence, the backstop for lost events. watchdog
-    delivers events about half a second late, so a shorter settle on every
-    scanned file would take a slow writer's file between two chunks. Poll mode
-    (``--poll``, for network file systems where inotify sees only local writes)
-    uses ``settle_s`` for everything. An empty file is never taken on its close
-    alone: many programs create, close and then reopen.
+    into ``inbox/`` (``IN_MOVED_TO``) means the file is complete. ``IN_MODIFY``
+    marks a file as being written. ``IN_CREATE`` marks nothing: for a new subfolder
+    watchdog also reports a create for every file already in it, so a create is no
+    sign of an open writer. Files found by a scan (at start-up, then every
+    ``rescan_s``, which catches events lost to a queue overflow) are taken by the
+    settle rule: size, mtime and inode unchanged for a while. In event mode that
+    while is ``settle_s`` (at least :data:`EVENT_LAG_S`) only for files that were
+    already there when a watch began, and only if no write event arrived for them
+    since; a file that appeared later must close (its ``IN_CLOSE_WRITE`` comes for
+    sure), so a scan takes it only after ``stale_writer_s`` of silence, the
+    backstop for lost events. watchdog delivers events about half a second late,
+    so a shorter settle on every scanned file would take a slow writer's file
+    between two chunks. Poll mode (``--poll``, for network file systems where
+    inotify sees only local writes) uses ``settle_s`` for everything. An empty
+    file is never taken on its close alone: many programs create, close and then
+    reopen.
+
+    New subfolders race their watch: ``mkdir inbox/<number>; cp x.pdf
+    inbox/<number>/`` may finish before watchdog adds the watch, and then no event
+    ever comes for ``x.pdf``. So when a subfolder appears (its ``IN_CREATE``, or a
+    scan meeting a subfolder it has not seen), it is listed at once, after its
+    watch exists, and each non-empty PDF in it is treated like a file found at
+    start-up: taken once it has settled with no write event since. A file still
+    being written there sends ``IN_MODIFY`` (the watch exists by then) and is taken
+    on its close; an empty one waits for its close like any new file.
 
 Claim protocol (one claim id ``cid`` per file, a uuid)
     1. ``claiming``: the ledger records ``cid -> inbox path, owner`` first.
@@ -49,8 +59,10 @@ Claim protocol (one claim id ``cid`` per file, a uuid)
 
 Errors
     A file that cannot be read stays in ``inbox/`` with one ``file_unreadable`` log
-    line. When Redis is unreachable nothing is claimed; claims in flight wait in
-    ``.work/`` and are advanced once it answers again.
+    line; so does a ``*.pdf`` that is not a regular file (a FIFO, socket or device,
+    which a read would block on or never finish). When Redis is unreachable nothing
+    is claimed; claims in flight wait in ``.work/`` and are advanced once it answers
+    again.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -75,7 +88,6 @@ from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
     FileClosedEvent,
-    FileCreatedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -143,7 +155,7 @@ class _Events(FileSystemEventHandler):
             elif isinstance(event, DirMovedEvent):
                 if event.dest_path:
                     self.w.on_dir_moved_in(_path(event.dest_path))
-            elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
+            elif isinstance(event, FileModifiedEvent):
                 self.w.on_writing(_path(event.src_path))
             elif isinstance(event, DirCreatedEvent):
                 self.w.on_dir_created(_path(event.src_path))
@@ -180,7 +192,9 @@ class Watcher:
         self._active: set[str] = set()  # claim ids being advanced right now
         self._stop = threading.Event()
         self._events_on = False  # inotify events arrive (not poll mode)
-        self._preexisting: set[tuple[str, int]] = set()  # (path, inode) at start
+        # (path, inode) of files there when a watch began: at start, in new subfolders
+        self._preexisting: set[tuple[str, int]] = set()
+        self._subfolders: set[str] = set()  # inbox subfolders already listed
         # set in run()
         self.store: JobStore
         self.broker: dramatiq.Broker
@@ -219,10 +233,12 @@ class Watcher:
             tail = self._stream_tail()
             poll = self.options.poll
             if not poll:
-                self._preexisting = self._listing()
                 observer = self._start_observer()
                 poll = observer is None
                 self._events_on = not poll
+                # Listed after the watch exists: a file written later sends events;
+                # listed before, one landing in between would wait stale_writer_s.
+                self._note_preexisting()
             log.info(
                 "watch_started",
                 folder=str(self.folder.root),
@@ -267,7 +283,6 @@ class Watcher:
                     FileMovedEvent,
                     DirMovedEvent,
                     DirCreatedEvent,
-                    FileCreatedEvent,
                     FileModifiedEvent,
                 ],
             )
@@ -351,43 +366,66 @@ class Watcher:
         self._dispatch(rel)
 
     def on_dir_created(self, path: Path) -> None:
-        """A new subfolder: files written into it before its watch existed sent no
-        events, so they are treated like files found at start-up (settle rule)."""
+        """A new subfolder: list it now, its watch exists (see module doc)."""
+        rel = self._rel(path)
+        if rel is not None and len(rel.parts) == 1:
+            self._new_subfolder(rel.name)
+
+    def _new_subfolder(self, name: str) -> None:
+        """Sight the files of a subfolder met for the first time, as at start-up.
+
+        watchdog adds the watch before it reports the directory, so whatever is
+        written there from now on sends events; what was written before sent none
+        and is taken by the settle rule, unless a write event says otherwise.
+        """
+        with self._lock:
+            self._subfolders.add(name)
         try:
-            children = list(os.scandir(path))
+            children = list(os.scandir(self.folder.inbox / name))
         except OSError:
-            return
+            return  # gone again, or unreadable: the next scan says which
         for child in children:
-            rel = self._rel(Path(child.path))
-            if rel is None or not child.is_file(follow_symlinks=False):
-                continue
-            if not layout.is_candidate(rel):
+            rel = Path(name, child.name)
+            if not self._is_document(rel, child):
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError:
                 continue
-            with self._lock:
-                self._preexisting.add((str(rel), st.st_ino))
+            if st.st_size > 0:  # an empty file may be open for its first write
+                with self._lock:
+                    self._preexisting.add((str(rel), st.st_ino))
             self._sight(rel, st)
 
     def on_dir_moved_in(self, path: Path) -> None:
         """A directory renamed into the inbox: its files are complete."""
+        rel = self._rel(path)
+        if rel is not None and len(rel.parts) == 1:
+            with self._lock:
+                self._subfolders.add(rel.name)
         for child in sorted(path.rglob("*")):
             if child.is_file():
                 self.on_complete(child)
 
-    def _listing(self) -> set[tuple[str, int]]:
-        """(path, inode) of every candidate file in the inbox right now."""
-        out: set[tuple[str, int]] = set()
+    def _note_preexisting(self) -> None:
+        """Record (path, inode) of every candidate file in the inbox, and subfolders.
+
+        Subfolders are recorded so the first scan does not take them for new ones.
+        """
+        files: set[tuple[str, int]] = set()
+        dirs: set[str] = set()
         for path in self.folder.inbox.rglob("*"):
             rel = path.relative_to(self.folder.inbox)
             try:
-                if layout.is_candidate(rel) and path.is_file():
-                    out.add((str(rel), path.stat().st_ino))
+                if len(rel.parts) == 1 and path.is_dir():
+                    dirs.add(rel.name)
+                elif layout.is_candidate(rel) and path.is_file():
+                    files.add((str(rel), path.stat().st_ino))
             except OSError:
                 continue
-        return out
+        with self._lock:  # the observer may be adding new subfolders already
+            self._preexisting |= files
+            self._subfolders |= dirs
 
     def _scan(self) -> None:
         """List the inbox; files not yet seen, or changed, start to settle."""
@@ -398,28 +436,60 @@ class Watcher:
             log.warning("inbox_unreadable", reason=exc.strerror)
             return
         found: set[str] = set()
+        subfolders: set[str] = set()
         for entry in top:
             if entry.name.startswith(".") or layout.is_temporary(entry.name):
                 continue
             if entry.is_dir(follow_symlinks=False):
+                subfolders.add(entry.name)
+                with self._lock:
+                    new = self._events_on and entry.name not in self._subfolders
+                if new:  # its create event was lost or is still on its way
+                    self._new_subfolder(entry.name)
                 try:
                     children = list(os.scandir(entry.path))
                 except OSError:
                     continue
                 for child in children:
-                    if child.is_file(follow_symlinks=False):
-                        self._scanned(Path(entry.name, child.name), child, found)
-            elif entry.is_file(follow_symlinks=False):
+                    self._scanned(Path(entry.name, child.name), child, found)
+            else:
                 self._scanned(Path(entry.name), entry, found)
         with self._lock:
             for gone in set(self._sightings) - found:
                 del self._sightings[gone]
             for gone in set(self._writing) - found:
                 del self._writing[gone]
+            unseen = [p for p in self._preexisting if p[0] not in found]
+            unseen_dirs = self._subfolders - subfolders
+        # Forget what is gone (taken, deleted) but not what a subfolder's create
+        # event added while this scan was listing.
+        for key, ino in unseen:
+            try:
+                vanished = (inbox / key).stat().st_ino != ino
+            except OSError:
+                vanished = True
+            if vanished:
+                with self._lock:
+                    self._preexisting.discard((key, ino))
+        for name in unseen_dirs:
+            if not (inbox / name).is_dir():
+                with self._lock:
+                    self._subfolders.discard(name)
         self._resettle()
 
+    def _is_document(self, rel: Path, entry: os.DirEntry[str]) -> bool:
+        """A candidate name on a regular file; a FIFO or device is noted and left."""
+        if entry.is_file(follow_symlinks=False):
+            return self._accepts(rel)
+        if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
+            return False
+        if layout.is_candidate(rel):
+            # A FIFO blocks a reader until someone writes; a device never ends.
+            self._note(str(rel), "file_unreadable", reason="not a regular file")
+        return False
+
     def _scanned(self, rel: Path, entry: os.DirEntry[str], found: set[str]) -> None:
-        if not self._accepts(rel):
+        if not self._is_document(rel, entry):
             return
         try:
             st = entry.stat(follow_symlinks=False)
@@ -499,12 +569,19 @@ class Watcher:
     def _take(self, rel: Path) -> None:
         src = self.folder.inbox / rel
         try:
-            with src.open("rb"):
-                pass
+            # O_NONBLOCK: opening a FIFO for reading would wait for a writer
+            fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return  # another watcher took it
         except OSError as exc:
             self._note(str(rel), "file_unreadable", reason=exc.strerror)
+            return
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
+        if not regular:
+            self._note(str(rel), "file_unreadable", reason="not a regular file")
             return
         cid = uuid.uuid4().hex
         with self._lock:

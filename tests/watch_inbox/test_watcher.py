@@ -8,11 +8,13 @@ on one folder lose a file or send one twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -130,6 +132,14 @@ def rig(redis_url: str, tmp_path: Path) -> Iterator[Rig]:
     r.close()
 
 
+@pytest.fixture
+def watcher(rig: Rig, tmp_path: Path) -> Iterator[WatcherProc]:
+    """A watcher process on ``tmp_path/hot``, stopped even when the test fails."""
+    proc = WatcherProc(rig.env, tmp_path / "hot", tmp_path)
+    yield proc
+    proc.stop()
+
+
 def write_slowly(path: Path, data: bytes, chunks: int, pause_s: float) -> None:
     """Write ``data`` through one open file in ``chunks`` pieces, pausing between."""
     step = -(-len(data) // chunks)
@@ -208,13 +218,14 @@ def drop_batch(
     return good, bad
 
 
-def test_every_way_in_ends_in_sent_once_with_receipts(rig: Rig, tmp_path: Path) -> None:
+def test_every_way_in_ends_in_sent_once_with_receipts(
+    rig: Rig, watcher: WatcherProc, tmp_path: Path
+) -> None:
     """51 PDFs dropped every way: sent once, with receipts; bad ones rejected."""
-    folder = tmp_path / "hot"
+    folder = watcher.folder
     outside = tmp_path / "outside"
     outside.mkdir()
     rig.workers.start()
-    watcher = WatcherProc(rig.env, folder, tmp_path)
     watcher.start()
     inbox = folder / "inbox"
     wait_until(lambda: (folder / ".work" / "folder-id").exists(), 30, "watcher start")
@@ -287,13 +298,12 @@ def test_every_way_in_ends_in_sent_once_with_receipts(rig: Rig, tmp_path: Path) 
 
 
 def test_watcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
-    rig: Rig, tmp_path: Path
+    rig: Rig, watcher: WatcherProc
 ) -> None:
     """A SIGKILLed watcher mid-batch: its successor files every PDF, each sent once."""
-    folder = tmp_path / "hot"
+    folder = watcher.folder
     inbox = folder / "inbox"
     rig.workers.start()
-    watcher = WatcherProc(rig.env, folder, tmp_path)
     watcher.start()
     wait_until(lambda: (folder / ".work" / "folder-id").exists(), 30, "watcher start")
     docs = {f"+4930700{i:04d}_batch.pdf": text_pdf(f"batch {i}") for i in range(40)}
@@ -382,6 +392,78 @@ def test_slow_large_copy_is_never_taken_truncated(
     [job] = store.list(limit=10)
     assert job.state == JobState.ACCEPTED, job.error_code
     assert job.source_sha256 == hashlib.sha256(data).hexdigest()
+    store.close()
+
+
+def test_files_racing_a_new_subfolders_watch_are_taken_by_events_alone(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """mkdir inbox/<number>/ then write at once: every file taken whole, no rescan."""
+    settings = Settings.from_env({"REDIS_URL": redis_url})
+    root = tmp_path / "hot"
+    inbox = root / "inbox"
+    # No rescan and no stale-writer backstop: only events and the new folder's listing
+    options = dataclasses.replace(FAST, rescan_s=3600.0, stale_writer_s=3600.0)
+    store = JobStore.from_settings(settings)
+    docs: dict[str, bytes] = {}
+    with watcher_thread(settings, root, options):
+        slow_sub = inbox / "+49309000999"
+        slow_sub.mkdir()
+        slow_rel = f"{slow_sub.name}/slow.pdf"
+        docs[slow_rel] = pdfs.big_pdf(300_000, text="slow in a new folder")
+        writer = threading.Thread(
+            target=write_slowly, args=(inbox / slow_rel, docs[slow_rel], 5, 0.4)
+        )
+        writer.start()
+        for i in range(12):
+            sub = inbox / f"+4930900{i:04d}"
+            sub.mkdir()  # files land before, during or after its watch is added
+            for name in ("a.pdf", "b.pdf"):
+                docs[f"{sub.name}/{name}"] = text_pdf(f"new folder {i} {name}")
+                (sub / name).write_bytes(docs[f"{sub.name}/{name}"])
+        writer.join()
+        wait_until(lambda: len(store.list(limit=100)) >= len(docs), 30, "all jobs")
+    jobs = store.list(limit=100)
+    assert len(jobs) == len(docs) == 25
+    for job in jobs:  # each file once, byte for byte, none truncated
+        assert job.state == JobState.ACCEPTED, job.error_code
+        assert job.source_sha256 == hashlib.sha256(docs[job.meta["path"]]).hexdigest()
+    assert sorted(j.meta["path"] for j in jobs) == sorted(docs)
+    store.close()
+
+
+def test_a_pdf_that_is_not_a_regular_file_stays_with_a_reason(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A FIFO named *.pdf (a read would block) stays in inbox/; logged once, why."""
+    settings = Settings.from_env({"REDIS_URL": redis_url})
+    root = tmp_path / "hot"
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True)
+    fifo = inbox / "+4930123456_pipe.pdf"
+    os.mkfifo(fifo)
+    (inbox / "+4930123457_fine.pdf").write_bytes(text_pdf("fine"))
+    store = JobStore.from_settings(settings)
+    with capture_logs() as logs, watcher_thread(settings, root):
+        wait_until(lambda: len(store.list(limit=10)) == 1, 30, "the good file's job")
+        late = inbox / "+49301234"
+        late.mkdir()  # also when met in a new subfolder
+        os.mkfifo(late / "late.pdf")
+        wait_until(
+            lambda: sum(e["event"] == "file_unreadable" for e in logs) >= 2,
+            30,
+            "both FIFOs noted",
+        )
+    # the inbox was scanned several times while the good file settled: one line each
+    unreadable = [e for e in logs if e["event"] == "file_unreadable"]
+    assert sorted((e["path"], e["reason"]) for e in unreadable) == [
+        ("+49301234/late.pdf", "not a regular file"),
+        ("+4930123456_pipe.pdf", "not a regular file"),
+    ]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert stat.S_ISFIFO((late / "late.pdf").stat().st_mode)
+    [job] = store.list(limit=10)
+    assert job.meta["path"] == "+4930123457_fine.pdf"
     store.close()
 
 

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from faxd.errors import SipgateError, StoreError
 from faxd.jobs import JobStore
-from faxd.queue import NAMESPACE, QUEUE, queue_depth, workers_seen
+from faxd.queue import NAMESPACE, QUEUE, READY_AT_OPTION, queue_depth, workers_seen
 
 __all__ = [
     "DeliveryMetrics",
@@ -149,9 +149,10 @@ def oldest_message_age_s(client: Any, now: float | None = None) -> float:
 
     dramatiq's Redis broker keeps the ready message ids in the list
     ``<namespace>:<queue>`` (fetched from the head) and their bodies in the hash
-    ``<namespace>:<queue>.msgs``. A message waits from its ``message_timestamp``
-    (ms), or from its ``eta`` if it was delayed: a poll scheduled for later is not
-    late until then.
+    ``<namespace>:<queue>.msgs``. A message waits from the time it became ready
+    (``faxd.queue.READY_AT_OPTION``, stamped at every enqueue, including dramatiq's
+    move of a due delayed message), else from its ``message_timestamp``: a poll
+    scheduled for later is not late until then.
     """
     queue_key = f"{NAMESPACE}:{QUEUE}"
     ids = client.lrange(queue_key, 0, OLDEST_SAMPLE - 1)
@@ -164,12 +165,14 @@ def oldest_message_age_s(client: Any, now: float | None = None) -> float:
             continue
         try:
             message = json.loads(raw)
-            stamp = float(message.get("message_timestamp") or 0)
-            eta = float((message.get("options") or {}).get("eta") or 0)
+            options = message.get("options") or {}
+            stamp = float(
+                options.get(READY_AT_OPTION) or message.get("message_timestamp") or 0
+            )
         except (ValueError, TypeError, AttributeError):
             continue
-        if stamp or eta:
-            ready_ms.append(max(stamp, eta))
+        if stamp:
+            ready_ms.append(stamp)
     if not ready_ms:
         return 0.0
     current = time.time() if now is None else now

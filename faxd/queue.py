@@ -18,6 +18,7 @@ from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
+    Middleware,
     Pipelines,
     Retries,
     ShutdownNotifications,
@@ -31,6 +32,7 @@ __all__ = [
     "POLL_ACTOR",
     "QUEUE",
     "SUBMIT_ACTOR",
+    "beat",
     "enqueue",
     "make_broker",
     "queue_depth",
@@ -48,6 +50,22 @@ NAMESPACE = "faxd-dramatiq"
 #: once a second per queue, so 1 in 20 keeps redelivery within a few seconds of the
 #: heartbeat timeout; the check itself is one ZRANGEBYSCORE when nobody died.
 MAINTENANCE_CHANCE = 50_000
+
+
+#: Message option: when (unix ms) the message became ready to run. dramatiq keeps
+#: the first ``message_timestamp`` through delays and retries and drops ``eta``
+#: when a due message moves to the ready queue, so neither tells how long a ready
+#: message has waited.
+READY_AT_OPTION = "faxd_ready_ms"
+
+
+class ReadyStamp(Middleware):
+    """Stamps every enqueued message with the time it is ready to run."""
+
+    def before_enqueue(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None
+    ) -> None:
+        message.options[READY_AT_OPTION] = int(time.time() * 1000) + (delay or 0)
 
 
 def make_broker(settings: Settings) -> RedisBroker:
@@ -69,20 +87,30 @@ def make_broker(settings: Settings) -> RedisBroker:
                 max_backoff=int(settings.retry_max_s * 1000),
             ),
             CurrentMessage(),
+            ReadyStamp(),
         ],
     )
     broker.declare_queue(QUEUE)
     return broker
 
 
-def workers_seen(client: Any, within_s: float) -> int:
-    """Worker processes that fetched from Redis in the last ``within_s`` seconds.
+#: faxd's own worker heartbeats: worker id -> unix time of its last beat. dramatiq's
+#: ``__heartbeats__`` will not do: every process that enqueues appears there too.
+WORKERS_KEY = "faxd:workers"
 
-    dramatiq's Redis broker scores each worker id by the time (ms) of its last
-    fetch in ``<namespace>:__heartbeats__``.
-    """
-    since_ms = (time.time() - within_s) * 1000
-    return int(client.zcount(f"{NAMESPACE}:__heartbeats__", since_ms, "+inf"))
+
+def beat(client: Any, worker_id: str) -> None:
+    """Record that worker process ``worker_id`` is alive and consuming."""
+    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(WORKERS_KEY, {worker_id: now})
+        pipe.zremrangebyscore(WORKERS_KEY, "-inf", now - 86400)  # long gone
+        pipe.execute()
+
+
+def workers_seen(client: Any, within_s: float) -> int:
+    """Worker processes that beat in the last ``within_s`` seconds."""
+    return int(client.zcount(WORKERS_KEY, time.time() - within_s, "+inf"))
 
 
 def queue_depth(client: Any) -> dict[str, int]:

@@ -146,6 +146,11 @@ def deliver(
     a retry makes sense. A job that is gone, unfinished or without a callback URL
     needs nothing: True.
     """
+    if store.callback_delivered(job_id):
+        # Stale or duplicate messages (a redelivery, a repeated step) end here, so
+        # a receiver sees a repeat only if we die between its 2xx and the mark.
+        log.info("callback_already_delivered", job_id=job_id)
+        return True
     job = store.find(job_id)
     if job is None or not job.callback_url or not job.is_final:
         log.warning(
@@ -173,6 +178,7 @@ def deliver(
         return False
     with response:
         if 200 <= response.status_code < 300:
+            store.mark_callback_delivered(job_id)
             log.info("callback_delivered", job_id=job_id, status=response.status_code)
             return True
         log.info("callback_refused", job_id=job_id, status=response.status_code)

@@ -17,6 +17,12 @@ Exactly-once rests on three rules (SIPGATE_API.md 2.3):
    job to the same number is ``submitting`` (the actors also hold a per-recipient
    dramatiq concurrency limiter around the step), so a history match is exact.
 
+Every write that schedules a follow-up message also stores when it is due
+(``next_due_at``). A message whose job is overdue by more than ``lost_after_s``
+(a dead worker's redelivery time plus a margin) was lost: the sweep
+(:func:`orphaned_steps`) and stale messages re-issue it then, and only then, so
+duplicate messages die out instead of multiplying into parallel chains.
+
 The PDF stays in Redis until the job is final so a FAILED transmission can be sent
 again with a fresh POST (sipgate's resend call gives no id to follow); it is
 dropped when the job is sent and kept for the retention time when it failed, so
@@ -51,10 +57,11 @@ from faxd.sipgate import HistoryEntry, SipgateClient
 __all__ = [
     "Delivery",
     "Step",
+    "is_overdue",
+    "lost_after_s",
     "next_poll_delay_s",
     "orphaned_steps",
     "retry_delay_s",
-    "stale_after_s",
 ]
 
 log = structlog.get_logger("faxd.delivery")
@@ -100,7 +107,7 @@ def next_poll_delay_s(
     poll_max_s] (the first only above the floor).
     """
     if poll_no <= 0:
-        base = (max(1, pages) + FIRST_POLL_EXTRA_PAGES) * settings.per_page_estimate_s
+        base = first_poll_estimate_s(pages, settings)
         # Half the jitter: overshooting the estimate is pure lag.
         delay = base * rng.uniform(1 - JITTER / 2, 1 + JITTER / 2)
         return max(settings.poll_initial_s, delay)
@@ -118,31 +125,39 @@ def retry_delay_s(
 
     Honours a ``Retry-After`` hint, and never waits longer than ``retry_max_s``.
     """
-    base: float = RETRY_BASE_S * 2 ** max(0, attempt - 1)  # int ** int types as Any
+    exponent = min(max(0, attempt - 1), 30)  # past 2**30 s the cap rules anyway
+    base: float = RETRY_BASE_S * 2**exponent  # int ** int types as Any
     delay = base * rng.uniform(1 - JITTER, 1 + JITTER)
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return min(settings.retry_max_s, delay)
 
 
-def stale_after_s(settings: Settings) -> float:
-    """How long a live job can go without a change before its message counts as lost.
+def lost_after_s(settings: Settings) -> float:
+    """How far past its due time a follow-up message counts as lost.
 
-    The longest legitimate quiet spell is a delayed message waiting out the
-    longest delay we schedule, plus a dead worker's redelivery; twice that, plus
-    a margin, and a job is surely orphaned (its step failed while Redis was down,
-    or a process died between storing the job and enqueueing its message).
+    A due message runs within moments, or, if its worker died holding it, after
+    dramatiq's redelivery (``redeliver_after_s``); beyond that plus a margin,
+    nothing is coming.
     """
-    longest = max(
-        settings.poll_max_s, settings.retry_max_s, settings.resend_delay_s, 1.0
-    )
-    return 2 * longest + settings.redeliver_after_s + 5.0
+    return settings.redeliver_after_s + 30.0
 
 
-def _unchanged_since(seen: FaxJob) -> Callable[[FaxJob], FaxJob | None]:
+def is_overdue(job: FaxJob, settings: Settings, now: float) -> bool:
+    """True when the job's next message should have run long ago: it was lost."""
+    due = job.next_due_at if job.next_due_at is not None else job.updated_at
+    return now > due + lost_after_s(settings)
+
+
+def first_poll_estimate_s(pages: int, settings: Settings) -> float:
+    """When a fax of ``pages`` pages can plausibly be done (without jitter)."""
+    return (max(1, pages) + FIRST_POLL_EXTRA_PAGES) * settings.per_page_estimate_s
+
+
+def _resume(seen: FaxJob, now: float) -> Callable[[FaxJob], FaxJob | None]:
     def change(job: FaxJob) -> FaxJob | None:
         same = job.state == seen.state and job.updated_at == seen.updated_at
-        return dataclasses.replace(job) if same else None
+        return dataclasses.replace(job, next_due_at=now) if same else None
 
     return change
 
@@ -150,23 +165,22 @@ def _unchanged_since(seen: FaxJob) -> Callable[[FaxJob], FaxJob | None]:
 def orphaned_steps(
     store: JobStore, settings: Settings, now: float, *, limit: int = 1000
 ) -> list[Step]:
-    """Re-issue the step of each live job that has not changed for too long.
+    """Re-issue the step of each live job whose next message is long overdue.
 
-    Duplicates are harmless (every step checks the job first), so this errs on
-    the side of re-issuing. Each re-issue is recorded as a ``resumed`` event,
-    which also restarts the job's quiet-time clock.
+    Each re-issue is recorded as a ``resumed`` event and makes the job due now,
+    so the same job is not resumed again before ``lost_after_s`` has passed.
     """
-    cutoff = now - stale_after_s(settings)
+    cutoff = now - lost_after_s(settings)  # overdue jobs last changed before this
     steps: list[Step] = []
     for state in (JobState.ACCEPTED, JobState.SUBMITTING, JobState.SUBMITTED):
         for job in store.list(state, limit=limit, before=cutoff):
-            if job.updated_at > cutoff:
+            if not is_overdue(job, settings, now):
                 continue
             resumed = store.update(
                 job.id,
-                _unchanged_since(job),
+                _resume(job, now),
                 event="resumed",
-                detail={"quiet_s": round(now - job.updated_at, 1)},
+                detail={"overdue_s": round(now - (job.next_due_at or 0.0), 1)},
             )
             if resumed is None:
                 continue  # it moved meanwhile: alive after all
@@ -211,14 +225,30 @@ class Delivery:
             return self._first_post(job)
         if job.state == JobState.SUBMITTING:
             return self._resolve_unknown(job)
-        if job.state == JobState.SUBMITTED:
+        if job.state == JobState.SUBMITTED and self._overdue(job):
             # A redelivered submit whose worker died before enqueueing the first
-            # poll: issue it again. If it was enqueued after all, the two polls
-            # carry the same sequence number and the second one does nothing.
-            delay = next_poll_delay_s(0, job.pages, self.settings, self.rng)
-            return Step(POLL_ACTOR, delay, (job.id, job.poll_seq))
+            # poll, long enough ago that the poll would have run: issue it again.
+            return Step(POLL_ACTOR, 0.0, (job.id, job.poll_seq))
         log.info("submit_skipped", job_id=job_id, state=str(job.state))
         return None
+
+    def _overdue(self, job: FaxJob) -> bool:
+        return is_overdue(job, self.settings, self.clock())
+
+    def _schedule(self, job: FaxJob, step: Step, event: str, **detail: Any) -> Step:
+        """Record when ``step`` is due (no state change) and return it."""
+        due = self.clock() + step.delay_s
+        self.store.update(
+            job.id,
+            lambda j: (
+                dataclasses.replace(j, next_due_at=due)
+                if j.state == job.state and j.attempts == job.attempts
+                else None
+            ),
+            event=event,
+            detail=detail,
+        )
+        return step
 
     def _first_post(self, job: FaxJob) -> Step | None:
         pdf = self._pdf_or_fail(job)
@@ -227,7 +257,12 @@ class Delivery:
         busy = self._other_unresolved(job)
         if busy is not None:
             log.info("submit_deferred_recipient_busy", job_id=job.id, other=busy)
-            return Step(SUBMIT_ACTOR, self.settings.poll_initial_s, (job.id,))
+            return self._schedule(
+                job,
+                Step(SUBMIT_ACTOR, self.settings.poll_initial_s, (job.id,)),
+                "deferred_recipient_busy",
+                other=busy,
+            )
         now = self.clock()
         moved = self.store.transition(
             job.id,
@@ -297,6 +332,7 @@ class Delivery:
                 detail={"status": exc.status, "retry_in_s": round(delay, 3)},
                 error_code=exc.code,
                 error_message=exc.message,
+                next_due_at=self.clock() + delay,
             )
             log.warning(
                 "fax_post_retry", job_id=job.id, status=exc.status, delay_s=delay
@@ -310,6 +346,7 @@ class Delivery:
                     post_unknown_since=j.post_unknown_since or j.attempt_at,
                     error_code=exc.code,
                     error_message=exc.message,
+                    next_due_at=self.clock() + delay,
                 )
                 if j.state == JobState.SUBMITTING and not j.session_id
                 else None
@@ -325,19 +362,33 @@ class Delivery:
     def _resolve_unknown(self, job: FaxJob) -> Step | None:
         """A POST of this job may have reached sipgate: look before posting again."""
         attempt_at = job.attempt_at or job.updated_at
+        # From the first POST whose outcome is unknown: a re-post's own attempt
+        # time would miss a fax the first one made.
+        first_unknown = job.post_unknown_since or attempt_at
         try:
             with self.metrics.sipgate_call("find_faxes"):
                 entries = self.client.find_faxes(
-                    since=_utc(attempt_at - HISTORY_LOOKBACK_S), target=job.recipient
+                    since=_utc(first_unknown - HISTORY_LOOKBACK_S),
+                    target=job.recipient,
                 )
         except SipgateTransient as exc:
             delay = retry_delay_s(
                 job.attempts, self.settings, self.rng, exc.retry_after_s
             )
             log.warning("reconcile_retry", job_id=job.id, delay_s=delay)
-            return Step(SUBMIT_ACTOR, delay, (job.id,))
+            return self._schedule(
+                job, Step(SUBMIT_ACTOR, delay, (job.id,)), "reconcile_retry"
+            )
         except SipgateError as exc:
-            self._fail(job, exc.code, exc.message, expect={JobState.SUBMITTING})
+            # The fax may exist, and we cannot look: say so instead of "failed".
+            self._fail(
+                job,
+                "outcome_unknown",
+                f"The fax may have been sent: an earlier request's answer was lost "
+                f"and sipgate refused the history lookup ({exc.code}). Check the "
+                "sipgate web app before sending it again.",
+                expect={JobState.SUBMITTING},
+            )
             return None
         mine = {t.session_id for t in job.transmissions}
         candidates = sorted(
@@ -369,7 +420,12 @@ class Delivery:
                 grace - waited, retry_delay_s(job.attempts, self.settings, self.rng)
             )
             log.info("reconcile_wait", job_id=job.id, waited_s=round(waited, 3))
-            return Step(SUBMIT_ACTOR, max(delay, 0.05), (job.id,))
+            return self._schedule(
+                job,
+                Step(SUBMIT_ACTOR, max(delay, 0.05), (job.id,)),
+                "reconcile_wait",
+                waited_s=round(waited, 3),
+            )
         pdf = self._pdf_or_fail(job)
         if pdf is None:
             return None
@@ -397,6 +453,7 @@ class Delivery:
         entry: HistoryEntry | None = None,
     ) -> Step | None:
         now = self.clock()
+        delay = next_poll_delay_s(0, job.pages, self.settings, self.rng)
         number = len(job.transmissions) + 1
         status = (
             entry.fax_status if entry is not None and entry.fax_status else "PENDING"
@@ -415,11 +472,11 @@ class Delivery:
             poll_seq=job.poll_seq + 1,
             error_code="",
             error_message="",
+            next_due_at=now + delay,
         )
         if moved is None:
             return None
         log.info("fax_submitted", job_id=job.id, session_id=session_id, via=event)
-        delay = next_poll_delay_s(0, moved.pages, self.settings, self.rng)
         return Step(POLL_ACTOR, delay, (job.id, moved.poll_seq))
 
     def _other_unresolved(self, job: FaxJob) -> str | None:
@@ -452,6 +509,7 @@ class Delivery:
                 f"sipgate no longer knows fax {job.session_id}; the outcome is "
                 "unknown, check the sipgate web app before sending it again.",
                 expect={JobState.SUBMITTED},
+                poll_of=job,
             )
             return None
         except SipgateError as exc:
@@ -470,15 +528,20 @@ class Delivery:
             return None
         if status == "FAILED":
             return self._transmission_failed(job)
-        if since > self.settings.poll_deadline_s:
+        # The deadline counts from when the fax could plausibly be done, so a
+        # 150-page fax is not given up while it is still being sent.
+        deadline = self.settings.poll_deadline_s + first_poll_estimate_s(
+            job.pages, self.settings
+        )
+        if since > deadline:
             self.metrics.poll("deadline")
             self._fail(
                 job,
                 "poll_deadline",
                 f"sipgate still reports {status or 'no status'} after "
-                f"{self.settings.poll_deadline_s:g} s; check the fax in the sipgate "
-                "web app.",
+                f"{since:.0f} s; check the fax in the sipgate web app.",
                 expect={JobState.SUBMITTED},
+                poll_of=job,
                 provider_status=status,
             )
             return None
@@ -491,19 +554,17 @@ class Delivery:
         """A poll that does not match the job: a duplicate, or the last one alive.
 
         Each step writes the job before enqueueing its follow-up, so a worker
-        killed between the two leaves a redelivered message one sequence behind
-        the job and no follow-up at all. Re-issue the follow-up the job's state
-        calls for; should the original exist after all, the copy finds its
-        sequence taken, or the job moved on, and ends there.
+        killed between the two leaves a redelivered message one step behind the
+        job and no follow-up at all. Only when the job is overdue (its follow-up
+        should have run long ago) is that follow-up issued again; otherwise this
+        is a duplicate and ends here, so duplicates never multiply.
         """
-        if seq != job.poll_seq - 1 and job.state == JobState.SUBMITTED:
-            return None  # an older duplicate: the chain is alive elsewhere
-        if job.state == JobState.SUBMITTED:
-            return Step(
-                POLL_ACTOR, self.settings.poll_initial_s, (job.id, job.poll_seq)
-            )
-        if seq == job.poll_seq:  # back to accepted for another transmission
-            return Step(SUBMIT_ACTOR, self.settings.resend_delay_s, (job.id,))
+        if not self._overdue(job):
+            return None
+        if job.state == JobState.SUBMITTED and seq == job.poll_seq - 1:
+            return Step(POLL_ACTOR, 0.0, (job.id, job.poll_seq))
+        if job.state == JobState.ACCEPTED and seq == job.poll_seq:
+            return Step(SUBMIT_ACTOR, 0.0, (job.id,))  # a retransmission's submit
         return None
 
     def _next_poll(
@@ -514,14 +575,23 @@ class Delivery:
         event: str,
         error: SipgateError | None = None,
     ) -> Step | None:
+        now = self.clock()
+        elapsed = now - (job.submitted_at or job.updated_at)
+        delay = next_poll_delay_s(
+            job.polls + 1, job.pages, self.settings, self.rng, elapsed_s=elapsed
+        )
+        if isinstance(error, SipgateTransient) and error.retry_after_s:
+            delay = min(self.settings.retry_max_s, max(delay, error.retry_after_s))
+
         def change(j: FaxJob) -> FaxJob | None:
-            if j.state != JobState.SUBMITTED or j.poll_seq != job.poll_seq:
+            if not self._same_poll(j, job):
                 return None
             return dataclasses.replace(
                 j,
                 poll_seq=j.poll_seq + 1,
                 polls=j.polls + 1,
                 provider_status=status or j.provider_status,
+                next_due_at=now + delay,
             )
 
         detail: dict[str, Any] = {}
@@ -530,13 +600,20 @@ class Delivery:
         updated = self.store.update(job.id, change, event=event, detail=detail)
         if updated is None:
             return None
-        elapsed = self.clock() - (job.submitted_at or job.updated_at)
-        delay = next_poll_delay_s(
-            updated.polls, job.pages, self.settings, self.rng, elapsed_s=elapsed
-        )
-        if isinstance(error, SipgateTransient) and error.retry_after_s:
-            delay = min(self.settings.retry_max_s, max(delay, error.retry_after_s))
         return Step(POLL_ACTOR, delay, (job.id, updated.poll_seq))
+
+    @staticmethod
+    def _same_poll(current: FaxJob, polled: FaxJob) -> bool:
+        """Whether ``current`` is still the job this poll read: same fax, same turn.
+
+        Every write a poll makes checks this, so a poll that raced another (a
+        duplicate message) cannot overwrite what the other one wrote since.
+        """
+        return (
+            current.state == JobState.SUBMITTED
+            and current.session_id == polled.session_id
+            and current.poll_seq == polled.poll_seq
+        )
 
     def _transmission_failed(self, job: FaxJob) -> Step | None:
         used = len(job.transmissions)
@@ -554,6 +631,7 @@ class Delivery:
                     f"trying again in {self.settings.resend_delay_s:g} s."
                 ),
                 session_id="",
+                next_due_at=self.clock() + self.settings.resend_delay_s,
             )
             if moved is None:
                 return None
@@ -579,23 +657,23 @@ class Delivery:
         self, job: FaxJob, state: JobState, status: str, *, event: str, **changes: Any
     ) -> FaxJob | None:
         now = self.clock()
-        done = tuple(
-            dataclasses.replace(t, status=status, finished_at=now)
-            if t.session_id == job.session_id
-            else t
-            for t in job.transmissions
-        )
         if state in (JobState.SENT, JobState.FAILED):
             changes.setdefault("finished_at", now)
-        return self.store.transition(
-            job.id,
-            state,
-            event=event,
-            expect={JobState.SUBMITTED},
-            provider_status=status,
-            transmissions=done,
-            **changes,
-        )
+
+        def change(j: FaxJob) -> FaxJob | None:
+            if not self._same_poll(j, job):
+                return None
+            done = tuple(
+                dataclasses.replace(t, status=status, finished_at=now)
+                if t.session_id == j.session_id
+                else t
+                for t in j.transmissions
+            )
+            return dataclasses.replace(
+                j, state=state, provider_status=status, transmissions=done, **changes
+            )
+
+        return self.store.update(job.id, change, event=event)
 
     def _fail(
         self,
@@ -604,19 +682,27 @@ class Delivery:
         message: str,
         *,
         expect: set[JobState],
+        poll_of: FaxJob | None = None,
         **changes: Any,
     ) -> None:
+        """End the job failed if it is in ``expect`` (and, for a poll, unchanged)."""
         now = self.clock()
-        failed = self.store.transition(
-            job.id,
-            JobState.FAILED,
-            event="failed",
-            expect=expect,
-            error_code=code,
-            error_message=message,
-            finished_at=now,
-            **changes,
-        )
+
+        def change(j: FaxJob) -> FaxJob | None:
+            if j.state not in expect:
+                return None
+            if poll_of is not None and not self._same_poll(j, poll_of):
+                return None
+            return dataclasses.replace(
+                j,
+                state=JobState.FAILED,
+                error_code=code,
+                error_message=message,
+                finished_at=now,
+                **changes,
+            )
+
+        failed = self.store.update(job.id, change, event="failed")
         if failed is not None:
             self.metrics.finished("failed", job.created_at, now)
         log.error("fax_job_failed", job_id=job.id, code=code)

@@ -79,6 +79,7 @@ CODES: dict[str, str] = {
     "fax_failed": "far end",
     "poll_deadline": "sipgate",
     "provider_lost": "sipgate",
+    "outcome_unknown": "operator",
     "retries_exhausted": "sipgate",
     "cancelled": "caller",
     # ours

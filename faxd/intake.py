@@ -78,6 +78,7 @@ def submit(
         idempotency_key=idempotency_key,
         callback_url=callback_url,
         meta=dict(meta or {}),
+        next_due_at=now,
     )
     pdf: bytes | None = None
     try:
@@ -192,6 +193,7 @@ def retry(
         transmissions=(),
         poll_seq=0,
         polls=0,
+        next_due_at=now,
         submitted_at=None,
         finished_at=None,
         error_code="",

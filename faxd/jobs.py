@@ -136,6 +136,7 @@ class FaxJob:
     transmissions: tuple[Transmission, ...] = ()
     poll_seq: int = 0
     polls: int = 0
+    next_due_at: float | None = None
     submitted_at: float | None = None
     finished_at: float | None = None
     error_code: str = ""
@@ -477,6 +478,16 @@ class JobStore:
             return dataclasses.replace(job, state=new_state, **changes)
 
         return self.update(job_id, change, event=event, detail=detail)
+
+    def callback_delivered(self, job_id: str) -> bool:
+        """True once the job's end-of-job callback has been taken by its receiver."""
+        with self._redis_errors():
+            return bool(self.r.exists(_k("callback", job_id)))
+
+    def mark_callback_delivered(self, job_id: str) -> None:
+        ttl_ms = max(1, int(self.settings.retention_s * 1000))
+        with self._redis_errors():
+            self.r.set(_k("callback", job_id), 1, px=ttl_ms)
 
     def drop_pdf(self, job_id: str) -> None:
         with self._redis_errors():

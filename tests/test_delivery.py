@@ -306,10 +306,8 @@ def test_duplicate_and_stale_messages_do_nothing(rig: Rig) -> None:
     job = rig.new_job()
     first = rig.delivery.submit(job.id)
     assert first is not None
-    dup = rig.delivery.submit(job.id)  # duplicate submit message: same poll, no POST
-    assert dup is not None and dup.args == first.args
+    assert rig.delivery.submit(job.id) is None  # duplicate submit: no POST, no poll
     rig.drive(first)
-    assert rig.drive(dup) == [dup]  # ran once, found the job final, ended
     assert rig.delivery.poll(job.id, 1) is None  # stale poll
     assert len(rig.posts(job)) == 1
     assert rig.store.get(job.id).state == JobState.SENT
@@ -332,15 +330,19 @@ def test_busy_recipient_defers(rig: Rig) -> None:
 
 
 def test_poll_redelivered_after_lost_follow_up_reissues_it(rig: Rig) -> None:
-    """A poll one sequence behind (its follow-up lost in a crash) restarts the chain."""
+    """A poll one step behind re-issues the follow-up only once it is overdue."""
+    from faxd.delivery import lost_after_s
+
     job = rig.new_job(pages=2)
     step = rig.delivery.submit(job.id)
     assert step is not None
-    rig.clock.now += 1
-    rig.sandbox.advance(1)
+    rig.clock.now += step.delay_s
+    rig.sandbox.advance(step.delay_s)
     follow = rig.delivery.poll(*step.args)  # the job's seq moved on...
     assert follow is not None  # ...and this follow-up is "lost" in a crash
-    again = rig.delivery.poll(*step.args)  # the redelivered original message
+    assert rig.delivery.poll(*step.args) is None  # early: a mere duplicate
+    rig.clock.now += follow.delay_s + lost_after_s(rig.settings) + 1
+    again = rig.delivery.poll(*step.args)  # the redelivered original, long after
     assert again is not None and again.args == follow.args
     rig.drive(again)
     assert rig.store.get(job.id).state == JobState.SENT
@@ -348,10 +350,14 @@ def test_poll_redelivered_after_lost_follow_up_reissues_it(rig: Rig) -> None:
 
 
 def test_submit_redelivered_after_lost_first_poll_reissues_it(rig: Rig) -> None:
-    """A submit redelivered after the job was submitted issues the first poll again."""
+    """A submit redelivered long after the job was submitted re-issues the poll."""
+    from faxd.delivery import lost_after_s
+
     job = rig.new_job()
     step = rig.delivery.submit(job.id)  # its poll "lost"
     assert step is not None
+    assert rig.delivery.submit(job.id) is None  # early: a duplicate, no new chain
+    rig.clock.now += step.delay_s + lost_after_s(rig.settings) + 1
     again = rig.delivery.submit(job.id)
     assert again is not None and again.args == step.args
     rig.drive(again)
@@ -359,15 +365,73 @@ def test_submit_redelivered_after_lost_first_poll_reissues_it(rig: Rig) -> None:
     assert len(rig.posts(job)) == 1
 
 
+def test_duplicate_poll_chains_do_not_multiply(rig: Rig) -> None:
+    """Two copies of one poll message: one chain survives, GETs stay few."""
+    job = rig.new_job(pages=3)
+    step = rig.delivery.submit(job.id)
+    assert step is not None
+    rig.clock.now += step.delay_s
+    rig.sandbox.advance(step.delay_s)
+    follow = rig.delivery.poll(*step.args)  # the original: one GET, one follow-up
+    assert rig.delivery.poll(*step.args) is None  # the copy: no GET, no chain
+    assert rig.sandbox.stats().get("GET /history/{id}", 0) == 1
+    rig.drive(follow)
+    assert rig.store.get(job.id).state == JobState.SENT
+
+
+def test_stale_failed_poll_cannot_undo_a_retransmission(rig: Rig) -> None:
+    """A duplicate poll of a FAILED first transmission cannot erase the second one."""
+    rig.sandbox.inject(path="/sessions/fax", fail_transmissions=1)
+    job = rig.new_job()
+    first = rig.delivery.submit(job.id)
+    assert first is not None
+    rig.clock.now += 10
+    rig.sandbox.advance(10)
+    resend = rig.delivery.poll(*first.args)  # FAILED: back to accepted
+    assert resend is not None
+    rig.clock.now += resend.delay_s
+    second = rig.delivery.submit(*resend.args)  # transmission 2 posted
+    assert second is not None
+    assert rig.delivery.poll(*first.args) is None  # the stale duplicate of poll 1
+    current = rig.store.get(job.id)
+    assert current.state == JobState.SUBMITTED and len(current.transmissions) == 2
+    rig.drive(second)
+    assert rig.store.get(job.id).state == JobState.SENT
+    assert len(rig.posts(job)) == 2
+
+
+def test_long_fax_gets_its_time_before_the_deadline(redis_url: str) -> None:
+    """A fax longer than the poll deadline is not failed while it is still sending."""
+    r = Rig(redis_url, FAXD_POLL_DEADLINE="10")
+    try:
+        job = r.new_job(pages=8)  # about 17 s at 2 s per page, deadline 10 s
+        done, _ = r.run_job(job)
+        assert done.state == JobState.SENT
+    finally:
+        r.close()
+
+
+def test_history_refused_after_unknown_post_is_outcome_unknown(rig: Rig) -> None:
+    """A lost answer plus a refused history lookup ends outcome_unknown, not failed."""
+    rig.sandbox.inject(path="/sessions/fax", accept_then="reset", times=1)
+    rig.sandbox.inject(method="GET", path="/history", status=403)
+    job = rig.new_job()
+    done, _ = rig.run_job(job)
+    assert done.state == JobState.FAILED
+    assert done.error_code == "outcome_unknown"
+    assert "may have been sent" in done.error_message
+    assert len(rig.posts(job)) == 1
+
+
 def test_orphaned_jobs_are_resumed(rig: Rig) -> None:
     """A live job quiet past the stale limit gets its step re-issued; fresh ones not."""
-    from faxd.delivery import orphaned_steps, stale_after_s
+    from faxd.delivery import lost_after_s, orphaned_steps
 
     lost = rig.new_job()  # its submit message "lost"
     polled = rig.new_job(to="+49301234568")
     poll = rig.delivery.submit(polled.id)
     assert poll is not None  # its poll message "lost"
-    later = rig.clock.now + stale_after_s(rig.settings) + 1
+    later = poll.delay_s + rig.clock.now + lost_after_s(rig.settings) + 1
     assert orphaned_steps(rig.store, rig.settings, rig.clock.now) == []
     steps = orphaned_steps(rig.store, rig.settings, later)
     assert sorted((s.actor, s.args) for s in steps) == sorted(

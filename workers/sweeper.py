@@ -21,7 +21,7 @@ from dramatiq.rate_limits import BucketRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from faxd.config import Settings
-from faxd.delivery import orphaned_steps, stale_after_s
+from faxd.delivery import lost_after_s, orphaned_steps
 from faxd.errors import StoreError
 from faxd.queue import enqueue
 
@@ -31,7 +31,7 @@ log = structlog.get_logger("workers.sweeper")
 class Sweeper(Middleware):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.interval_s = min(60.0, max(1.0, stale_after_s(settings) / 2))
+        self.interval_s = min(60.0, max(1.0, lost_after_s(settings) / 2))
         self._stop = threading.Event()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:

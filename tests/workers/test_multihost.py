@@ -157,6 +157,9 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
 
 def test_two_hosts_share_the_work_and_send_each_fax_once(cluster: Cluster) -> None:
     """60 jobs over two hosts: all sent, each posted once, both hosts posted some."""
+    # Each POST takes 50 ms, so neither host can drain the queue before the other
+    # fetches: the split does not hang on which one booted first.
+    cluster.sandbox.inject(path="/sessions/fax", delay_s=0.05)
     cluster.start_all()
     jobs = cluster.submit(60, "+4930571")
     done = cluster.wait_final(jobs)

@@ -326,7 +326,13 @@ def run_workers(args: argparse.Namespace) -> int:
             "--threads", str(args.threads),
             "--worker-shutdown-timeout", str(int(args.shutdown_timeout * 1000)),
         ],
-        dict(os.environ),
+        {
+            # dramatiq moves due delayed messages (our polls) only between fetches,
+            # which wait up to this long (ms) on an idle queue: 1 s by default,
+            # which would be most of the detection lag.
+            "dramatiq_worker_timeout": "200",
+            **os.environ,
+        },
     )  # fmt: skip
     child.start()
     try:

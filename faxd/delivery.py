@@ -413,7 +413,9 @@ class Delivery:
             return self._accepted_by_sipgate(
                 job, found.id, event="fax_adopted", entry=found
             )
-        waited = self.clock() - attempt_at
+        # The grace runs from when our POST certainly ended (its timeout), not
+        # from when it started: sipgate may record a slow request late.
+        waited = self.clock() - (attempt_at + self.settings.http_timeout_s)
         grace = self.settings.retry_max_s
         if waited < grace:
             delay = min(

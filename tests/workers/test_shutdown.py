@@ -31,7 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
 class Rig:
     """The sandbox, a job store and `faxd worker` processes started one at a time."""
 
-    def __init__(self, redis_url: str, tmp: Path, http_timeout_s: float = 5) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        tmp: Path,
+        http_timeout_s: float = 5,
+        retry_max_s: float = 2,
+    ) -> None:
         self.sandbox = Sandbox(pending_s=0.3, per_page_s=0.3, hang_s=1.0)
         self.sandbox.start()
         self.env = {
@@ -43,7 +49,7 @@ class Rig:
             "FAXD_POLL_INITIAL": "0.3",
             "FAXD_POLL_MAX": "1",
             "FAXD_PER_PAGE_ESTIMATE": "0.3",
-            "FAXD_RETRY_MAX": "2",
+            "FAXD_RETRY_MAX": str(retry_max_s),
             "FAXD_RESEND_DELAY": "0.3",
             "FAXD_REDELIVER_AFTER": "2",
             "FAXD_HTTP_TIMEOUT": str(http_timeout_s),
@@ -159,7 +165,10 @@ def test_sigterm_past_the_stop_timeout_requeues_and_sends_once(
     """A POST outliving the stop timeout is resolved after restart, never re-sent."""
     # The dead thread's recipient and sends limiters stay taken for their TTL
     # (3 x FAXD_HTTP_TIMEOUT + 30 s): a short HTTP timeout keeps the test short.
-    rig = Rig(redis_url, tmp_path, http_timeout_s=1)
+    # sipgate (here the sandbox) records the slow POST 3 s after it started, 2 s
+    # after our client gave up; FAXD_RETRY_MAX is the grace before a re-post and
+    # must outlast that, or the lookup finds nothing and the fax goes twice.
+    rig = Rig(redis_url, tmp_path, http_timeout_s=1, retry_max_s=5)
     request.addfinalizer(rig.close)
     rig.sandbox.inject(path="/sessions/fax", delay_s=3, times=2)
     first = rig.start_worker(shutdown_timeout=0.2)

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from faxd.demo import text_pdf
 from faxd.intake import submit
 from faxd.jobs import TERMINAL, FaxJob, JobState, JobStore
 from faxd.queue import make_broker
-from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox
+from faxd.sandbox import Sandbox
+from tests.workers.rigs import fast_env, posts, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -72,21 +72,12 @@ class Rig:
     def __init__(self, redis_url: str, tmp: Path, **sandbox_kw: float) -> None:
         self.sandbox = Sandbox(pending_s=0.3, per_page_s=0.3, hang_s=1.0, **sandbox_kw)
         self.sandbox.start()
-        self.env = {
-            "REDIS_URL": redis_url,
-            "SIPGATE_BASE_URL": self.sandbox.base_url,
-            "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
-            "SIPGATE_TOKEN": DEMO_TOKEN,
-            "SIPGATE_FAXLINE_ID": DEMO_FAXLINE_ID,
-            "FAXD_POLL_INITIAL": "0.3",
-            "FAXD_POLL_MAX": "1",
-            "FAXD_PER_PAGE_ESTIMATE": "0.3",
-            "FAXD_RETRY_MAX": "2",
-            "FAXD_RESEND_DELAY": "0.3",
-            "FAXD_REDELIVER_AFTER": "2",
-            "FAXD_HTTP_TIMEOUT": "0.8",
-            "FAXD_LOG_LEVEL": "WARNING",
-        }
+        self.env = fast_env(
+            redis_url,
+            self.sandbox,
+            FAXD_HTTP_TIMEOUT="0.8",
+            FAXD_LOG_LEVEL="WARNING",
+        )
         self.settings = Settings.from_env(self.env)
         self.store = JobStore.from_settings(self.settings)
         self.broker = make_broker(self.settings)
@@ -113,23 +104,10 @@ class Rig:
         return jobs
 
     def wait_final(self, jobs: list[FaxJob], timeout: float = 120) -> list[FaxJob]:
-        """Block on the job event stream until every job is final."""
-        deadline = time.monotonic() + timeout
-        last = "0"
-        pending = {j.id for j in jobs}
-        while True:
-            pending = {i for i in pending if not self.store.get(i).is_final}
-            if not pending:
-                return [self.store.get(j.id) for j in jobs]
-            if time.monotonic() > deadline:
-                states = Counter(str(self.store.get(i).state) for i in pending)
-                raise AssertionError(f"{len(pending)} jobs not final: {states}")
-            entries = self.store.follow(last, block_ms=500, count=1000)
-            if entries:
-                last = entries[-1][0]
+        return wait_final(self.store, jobs, timeout)
 
     def posts_per_job(self) -> Counter[str]:
-        return Counter(f["filename"] for f in self.sandbox.faxes())
+        return posts(self.sandbox)
 
 
 @pytest.fixture

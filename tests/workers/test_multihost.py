@@ -23,7 +23,8 @@ from faxd.demo import text_pdf
 from faxd.intake import submit
 from faxd.jobs import FaxJob, JobState, JobStore
 from faxd.queue import make_broker, workers_seen
-from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox
+from faxd.sandbox import Sandbox
+from tests.workers.rigs import fast_env, posts, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -84,19 +85,7 @@ class Cluster:
     def __init__(self, redis_url: str, tmp: Path) -> None:
         self.sandbox = Sandbox(pending_s=0.3, per_page_s=0.3, hang_s=1.0)
         self.sandbox.start()
-        env = {
-            "REDIS_URL": redis_url,
-            "SIPGATE_BASE_URL": self.sandbox.base_url,
-            "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
-            "SIPGATE_TOKEN": DEMO_TOKEN,
-            "SIPGATE_FAXLINE_ID": DEMO_FAXLINE_ID,
-            "FAXD_POLL_INITIAL": "0.3",
-            "FAXD_POLL_MAX": "1",
-            "FAXD_PER_PAGE_ESTIMATE": "0.3",
-            "FAXD_RETRY_MAX": "2",
-            "FAXD_REDELIVER_AFTER": "2",
-            "FAXD_HTTP_TIMEOUT": "2",
-        }
+        env = fast_env(redis_url, self.sandbox, FAXD_HTTP_TIMEOUT="2")
         self.settings = Settings.from_env(env)
         self.store = JobStore.from_settings(self.settings)
         self.broker = make_broker(self.settings)
@@ -131,21 +120,10 @@ class Cluster:
     def wait_final(
         self, jobs: list[FaxJob], timeout: float = 60, at_least: int | None = None
     ) -> list[FaxJob]:
-        """Block on the job event stream until ``at_least`` (default all) are final."""
-        want = len(jobs) if at_least is None else at_least
-        deadline = time.monotonic() + timeout
-        last = "0"
-        while True:
-            done = [self.store.get(j.id) for j in jobs]
-            if sum(j.is_final for j in done) >= want:
-                return done
-            assert time.monotonic() < deadline, Counter(str(j.state) for j in done)
-            entries = self.store.follow(last, block_ms=500, count=1000)
-            if entries:
-                last = entries[-1][0]
+        return wait_final(self.store, jobs, timeout, at_least)
 
     def posts(self) -> Counter[str]:
-        return Counter(str(f["filename"]) for f in self.sandbox.faxes())
+        return posts(self.sandbox)
 
 
 @pytest.fixture

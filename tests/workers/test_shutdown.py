@@ -21,7 +21,8 @@ from faxd.demo import text_pdf
 from faxd.intake import submit
 from faxd.jobs import FaxJob, JobState, JobStore
 from faxd.queue import make_broker
-from faxd.sandbox import DEMO_FAXLINE_ID, DEMO_TOKEN, DEMO_TOKEN_ID, Sandbox
+from faxd.sandbox import Sandbox
+from tests.workers.rigs import fast_env, posts, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -40,21 +41,13 @@ class Rig:
     ) -> None:
         self.sandbox = Sandbox(pending_s=0.3, per_page_s=0.3, hang_s=1.0)
         self.sandbox.start()
-        self.env = {
-            "REDIS_URL": redis_url,
-            "SIPGATE_BASE_URL": self.sandbox.base_url,
-            "SIPGATE_TOKEN_ID": DEMO_TOKEN_ID,
-            "SIPGATE_TOKEN": DEMO_TOKEN,
-            "SIPGATE_FAXLINE_ID": DEMO_FAXLINE_ID,
-            "FAXD_POLL_INITIAL": "0.3",
-            "FAXD_POLL_MAX": "1",
-            "FAXD_PER_PAGE_ESTIMATE": "0.3",
-            "FAXD_RETRY_MAX": str(retry_max_s),
-            "FAXD_RESEND_DELAY": "0.3",
-            "FAXD_REDELIVER_AFTER": "2",
-            "FAXD_HTTP_TIMEOUT": str(http_timeout_s),
-            "FAXD_LOG_LEVEL": "INFO",
-        }
+        self.env = fast_env(
+            redis_url,
+            self.sandbox,
+            FAXD_RETRY_MAX=str(retry_max_s),
+            FAXD_HTTP_TIMEOUT=str(http_timeout_s),
+            FAXD_LOG_LEVEL="INFO",
+        )
         self.settings = Settings.from_env(self.env)
         self.store = JobStore.from_settings(self.settings)
         self.broker = make_broker(self.settings)
@@ -104,21 +97,10 @@ class Rig:
                 seen += fields.get("event") == event
 
     def wait_final(self, jobs: list[FaxJob], timeout: float = 60) -> list[FaxJob]:
-        """Block on the job event stream until every job is final."""
-        deadline = time.monotonic() + timeout
-        last = "0"
-        while True:
-            done = [self.store.get(j.id) for j in jobs]
-            if all(j.is_final for j in done):
-                return done
-            states = Counter(str(j.state) for j in done)
-            assert time.monotonic() < deadline, f"not final: {states}"
-            entries = self.store.follow(last, block_ms=500, count=1000)
-            if entries:
-                last = entries[-1][0]
+        return wait_final(self.store, jobs, timeout)
 
     def posts(self) -> Counter[str]:
-        return Counter(str(f["filename"]) for f in self.sandbox.faxes())
+        return posts(self.sandbox)
 
 
 @pytest.fixture
